@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from django import forms
+
+from generation.profiles import profile_choices
+
+
+class GenerateForm(forms.Form):
+    """The Generate button's options. Values are checked by ``run_validate`` against the model
+    profile, so the form, the command line and the API refuse bad input the same way."""
+
+    model = forms.ChoiceField(choices=profile_choices)
+    prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Blank: made from the article.")
+    count = forms.CharField(required=False, initial="4")
+    seed = forms.CharField(required=False, help_text="Blank: a random seed (always recorded).")
+    width = forms.CharField(required=False)
+    height = forms.CharField(required=False)
+    steps = forms.CharField(required=False)
+    guidance = forms.CharField(required=False)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django.contrib import admin
+
+from generation.models import Candidate, GenerationRun, PromptTemplate, StylePreset
+
+
+@admin.register(StylePreset)
+class StylePresetAdmin(admin.ModelAdmin):
+    list_display = ["name", "model_profile", "width", "height", "steps", "guidance"]
+    prepopulated_fields = {"slug": ["name"]}
+
+
+@admin.register(PromptTemplate)
+class PromptTemplateAdmin(admin.ModelAdmin):
+    list_display = ["name", "version", "created_at"]
+
+
+class CandidateInline(admin.TabularInline):
+    model = Candidate
+    extra = 0
+    fields = ["index", "seed", "image", "width", "height", "sha256", "review_status"]
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(GenerationRun)
+class GenerationRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "article", "model_profile", "status", "progress_step", "progress_total", "attempts", "queued_at"]
+    list_filter = ["status", "model_profile"]
+    readonly_fields = [f.name for f in GenerationRun._meta.fields]
+    inlines = [CandidateInline]

@@ -1,0 +1,254 @@
+"""Tiny random-weight pipelines for tests and the offline demo.
+
+No machine we develop on can download weights, so each tiny profile is built here from small
+configs of the real architectures (same classes, fewer and narrower layers), with a fixed init
+seed so every machine builds the same weights, and saved with ``save_pretrained``. The worker
+then loads it through the same ``from_pretrained`` path as a real model. Images are coloured
+noise; the code path is real.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+INIT_SEED = 20260421
+BUILD_MARKER = "hoffdesk-tiny.json"
+BUILD_VERSION = 1
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte-to-symbol table, so every byte has a printable vocab entry."""
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, (chr(c) for c in cs), strict=True))
+
+
+def _clip_tokenizer(folder: Path) -> Any:
+    from transformers import CLIPTokenizer
+
+    symbols = list(_bytes_to_unicode().values())
+    vocab_list = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    vocab = {tok: i for i, tok in enumerate(vocab_list)}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    return CLIPTokenizer(
+        vocab_file=str(folder / "vocab.json"),
+        merges_file=str(folder / "merges.txt"),
+        model_max_length=77,
+    )
+
+
+def _t5_tokenizer() -> Any:
+    from transformers import T5Tokenizer
+
+    pieces: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -2.0)]
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789"
+    pieces += [(c, -3.0) for c in letters] + [("▁" + c, -2.5) for c in letters]
+    return T5Tokenizer(vocab=pieces, extra_ids=0)
+
+
+def _clip_text_config(projection: bool) -> Any:
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(
+        vocab_size=514,
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=512,
+        eos_token_id=513,
+        pad_token_id=513,
+        projection_dim=32 if projection else 512,
+    )
+
+
+def _vae(latent_channels: int, flux_like: bool = False) -> Any:
+    from diffusers import AutoencoderKL
+
+    # Four blocks, as in the real models, so the VAE factor is 8 and sizes validate the same way.
+    return AutoencoderKL(
+        block_out_channels=(8, 8, 16, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        latent_channels=latent_channels,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=128,
+        use_quant_conv=not flux_like,
+        use_post_quant_conv=not flux_like,
+        shift_factor=0.1159 if flux_like else None,
+        scaling_factor=0.3611 if flux_like else 0.18215,
+    )
+
+
+def build_tiny_sd() -> Any:
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _clip_tokenizer(Path(tmp))
+    unet = UNet2DConditionModel(
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=4,
+        norm_num_groups=8,
+    )
+    return StableDiffusionPipeline(
+        vae=_vae(4),
+        text_encoder=CLIPTextModel(_clip_text_config(projection=False)),
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"
+        ),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_tiny_sdxl() -> Any:
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _clip_tokenizer(Path(tmp) / "a")
+        tokenizer_2 = _clip_tokenizer(Path(tmp) / "b")
+    unet = UNet2DConditionModel(
+        block_out_channels=(16, 32),
+        layers_per_block=1,
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=8,
+        transformer_layers_per_block=(1, 1),
+        projection_class_embeddings_input_dim=80,  # 6 * 8 + 32 (pooled text_encoder_2)
+        cross_attention_dim=64,  # both text encoders' hidden states side by side
+        norm_num_groups=8,
+    )
+    return StableDiffusionXLPipeline(
+        vae=_vae(4),
+        text_encoder=CLIPTextModel(_clip_text_config(projection=False)),
+        text_encoder_2=CLIPTextModelWithProjection(_clip_text_config(projection=True)),
+        tokenizer=tokenizer,
+        tokenizer_2=tokenizer_2,
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085,
+            beta_end=0.012,
+            beta_schedule="scaled_linear",
+            timestep_spacing="leading",
+            steps_offset=1,
+        ),
+    )
+
+
+def build_tiny_flux() -> Any:
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _clip_tokenizer(Path(tmp))
+    transformer = FluxTransformer2DModel(
+        patch_size=1,
+        in_channels=16,  # 4 latent channels packed 2x2, as the real model packs its 16
+        num_layers=1,
+        num_single_layers=1,
+        attention_head_dim=16,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        pooled_projection_dim=32,
+        guidance_embeds=True,
+        axes_dims_rope=(4, 6, 6),
+    )
+    text_encoder_2 = T5EncoderModel(
+        T5Config(
+            vocab_size=80,
+            d_model=32,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            feed_forward_proj="gated-gelu",
+            dense_act_fn="gelu_new",
+            is_encoder_decoder=False,
+        )
+    )
+    return FluxPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True),
+        vae=_vae(4, flux_like=True),
+        text_encoder=CLIPTextModel(_clip_text_config(projection=False)),
+        tokenizer=tokenizer,
+        text_encoder_2=text_encoder_2,
+        tokenizer_2=_t5_tokenizer(),
+        transformer=transformer,
+    )
+
+
+BUILDERS = {"tiny-sd": build_tiny_sd, "tiny-sdxl": build_tiny_sdxl, "tiny-flux": build_tiny_flux}
+
+
+def is_built(folder: Path) -> bool:
+    marker = folder / BUILD_MARKER
+    if not marker.exists():
+        return False
+    try:
+        return bool(json.loads(marker.read_text())["version"] == BUILD_VERSION)
+    except (ValueError, KeyError):
+        return False
+
+
+def ensure_tiny(name: str, folder: Path) -> Path:
+    """Build the tiny pipeline ``name`` into ``folder`` unless it is already there.
+
+    The build goes to a temporary sibling and is renamed into place, so a crash mid-build
+    never leaves a half-written model that later loads.
+    """
+    if is_built(folder):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(INIT_SEED)
+    pipe = BUILDERS[name]()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    try:
+        pipe.save_pretrained(tmp)
+        (tmp / BUILD_MARKER).write_text(json.dumps({"version": BUILD_VERSION, "seed": INIT_SEED}))
+        if folder.exists():
+            shutil.rmtree(folder)
+        tmp.rename(folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder

@@ -1,0 +1,317 @@
+"""Presets, prompt templates, runs and candidates.
+
+The models own their state: every transition is one conditional UPDATE that names the state it
+leaves, so two workers or two editors can never both win it. Each returns True when it won.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from django.conf import settings
+from django.core.files.storage import Storage, storages
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone
+
+from generation.profiles import MAX_SEED
+
+
+class ContentType(models.TextChoices):
+    TECHNICAL = "technical", "Technical deep-dive"
+    TUTORIAL = "tutorial", "Tutorial"
+    PERSONAL = "personal", "Personal story"
+    QUICK_TIP = "quick_tip", "Quick tip"
+
+
+class StylePreset(models.Model):
+    """A house style: what is added to every prompt and how the image is made."""
+
+    name = models.CharField(max_length=80, unique=True)
+    slug = models.SlugField(max_length=80, unique=True)
+    description = models.TextField(blank=True)
+    model_profile = models.CharField(
+        max_length=40, blank=True, help_text="Blank uses the site's default model (HOFFDESK_DEFAULT_MODEL)."
+    )
+    prompt_suffix = models.TextField(blank=True)
+    negative_prompt = models.TextField(blank=True)
+    palette = models.CharField(max_length=200, blank=True)
+    art_direction = models.CharField(max_length=200, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: the model's native size.")
+    height = models.PositiveIntegerField(null=True, blank=True)
+    steps = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: the model's default.")
+    guidance = models.FloatField(null=True, blank=True, help_text="Blank: the model's default.")
+    content_types = models.JSONField(default=list, blank=True, help_text="Content types it serves by default.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PromptTemplate(models.Model):
+    """Versioned prompt text with ``{title}``, ``{summary}``, ``{tone}``, ``{style}`` placeholders.
+
+    A run copies the final text, so editing a template never changes an old run.
+    """
+
+    name = models.SlugField(max_length=80)
+    version = models.PositiveIntegerField(default=1)
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="unique_template_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+    def render(self, **values: str) -> str:
+        text = self.text
+        for key, value in values.items():
+            text = text.replace("{" + key + "}", value)
+        return text
+
+
+def worker_identity() -> str:
+    import os
+
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class GenerationRun(models.Model):
+    """One request for N candidate images of an article.
+
+    State machine (every arrow is one conditional UPDATE)::
+
+        queued --claim--> running --succeed--> succeeded
+          |                 |  \\--fail-------> failed
+          |                 |   \\--cancel----> cancelled
+          |                 \\--requeue (crash recovery, attempts < max)--> queued
+          \\--cancel (before a worker takes it)--> cancelled
+
+    ``attempts`` counts claims; the limit is ``HOFFDESK_RUN_MAX_ATTEMPTS``. A worker that dies
+    is found by its silent heartbeat or its dead pid, and its run is queued again or failed.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    article = models.ForeignKey("gallery.Article", on_delete=models.CASCADE, related_name="runs")
+    preset = models.ForeignKey(StylePreset, null=True, blank=True, on_delete=models.SET_NULL)
+    prompt_template = models.ForeignKey(PromptTemplate, null=True, blank=True, on_delete=models.SET_NULL)
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    model_profile = models.CharField(max_length=40)
+    prompt = models.TextField()
+    negative_prompt = models.TextField(blank=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    steps = models.PositiveIntegerField()
+    guidance = models.FloatField()
+    base_seed = models.PositiveBigIntegerField()
+    count = models.PositiveSmallIntegerField()
+
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    cancel_requested = models.BooleanField(default=False)
+    progress_step = models.PositiveIntegerField(default=0)
+    progress_total = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    worker = models.CharField(max_length=200, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    queued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    load_seconds = models.FloatField(null=True, blank=True)
+    gpu_seconds = models.FloatField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(base_seed__lte=MAX_SEED), name="run_seed_fits_32_bits"),
+            models.CheckConstraint(condition=Q(count__gte=1), name="run_count_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.status})"
+
+    @property
+    def seeds(self) -> list[int]:
+        return [self.base_seed + i for i in range(self.count)]
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+    @property
+    def progress_percent(self) -> int:
+        if not self.progress_total:
+            return 0
+        return round(100 * self.progress_step / self.progress_total)
+
+    def _transition(self, allowed: Q, **changes: Any) -> bool:
+        """One conditional UPDATE; on success the instance reflects the new row."""
+        won = GenerationRun.objects.filter(allowed, pk=self.pk).update(**changes) == 1
+        if won:
+            self.refresh_from_db()
+        return won
+
+    def claim(self, max_attempts: int, worker: str | None = None) -> bool:
+        """queued -> running, counting an attempt; only one worker can win."""
+        now = timezone.now()
+        return self._transition(
+            Q(status=self.Status.QUEUED, attempts__lt=max_attempts, cancel_requested=False),
+            status=self.Status.RUNNING,
+            attempts=F("attempts") + 1,
+            worker=worker or worker_identity(),
+            started_at=now,
+            heartbeat_at=now,
+            progress_step=0,
+            progress_total=self.steps,
+        )
+
+    def record_progress(self, step: int, total: int) -> bool:
+        """Write (step, total) and the heartbeat; False when the run is no longer running or
+        an editor asked to cancel it, which tells the worker to stop."""
+        updated = GenerationRun.objects.filter(
+            pk=self.pk, status=self.Status.RUNNING, attempts=self.attempts, cancel_requested=False
+        ).update(progress_step=step, progress_total=total, heartbeat_at=timezone.now())
+        if updated:
+            self.progress_step, self.progress_total = step, total
+        return updated == 1
+
+    def heartbeat(self) -> bool:
+        return (
+            GenerationRun.objects.filter(pk=self.pk, status=self.Status.RUNNING, attempts=self.attempts).update(
+                heartbeat_at=timezone.now()
+            )
+            == 1
+        )
+
+    def _running_this_attempt(self) -> Q:
+        return Q(status=self.Status.RUNNING, attempts=self.attempts)
+
+    def succeed(self, load_seconds: float, gpu_seconds: float) -> bool:
+        return self._transition(
+            self._running_this_attempt() & Q(cancel_requested=False),
+            status=self.Status.SUCCEEDED,
+            progress_step=F("progress_total"),
+            finished_at=timezone.now(),
+            load_seconds=load_seconds,
+            gpu_seconds=gpu_seconds,
+            error="",
+        )
+
+    def fail(self, error: str) -> bool:
+        return self._transition(
+            self._running_this_attempt(), status=self.Status.FAILED, finished_at=timezone.now(), error=error
+        )
+
+    def mark_cancelled(self) -> bool:
+        """running -> cancelled, by the worker once it has stopped."""
+        return self._transition(
+            self._running_this_attempt(), status=self.Status.CANCELLED, finished_at=timezone.now()
+        )
+
+    def request_cancel(self) -> bool:
+        """An editor's cancel: a queued run ends at once; a running one stops at its next step."""
+        if self._transition(
+            Q(status=self.Status.QUEUED), status=self.Status.CANCELLED, cancel_requested=True, finished_at=timezone.now()
+        ):
+            return True
+        return self._transition(Q(status=self.Status.RUNNING), cancel_requested=True)
+
+    def requeue_orphaned(self, max_attempts: int) -> bool:
+        """running -> queued after its worker died, while attempts remain."""
+        return self._transition(
+            self._running_this_attempt() & Q(attempts__lt=max_attempts, cancel_requested=False),
+            status=self.Status.QUEUED,
+            worker="",
+            heartbeat_at=None,
+            progress_step=0,
+        )
+
+
+def candidate_storage() -> Storage:
+    return storages["candidates"]
+
+
+def candidate_upload_to(instance: Candidate, filename: str) -> str:
+    return candidate_file_name(instance.run_id, instance.index, instance.seed)
+
+
+def candidate_file_name(run_id: int, index: int, seed: int) -> str:
+    """Fixed per run, index and seed, so a retried attempt overwrites rather than duplicates."""
+    return f"runs/{run_id:06d}/{index:02d}-seed{seed}.png"
+
+
+class Candidate(models.Model):
+    """One image of a run.
+
+    Review state machine::
+
+        pending --approve--> approved --publish--> published --unpublish--> unpublished
+           \\--reject--> rejected          (approved <-> rejected while not published)
+    """
+
+    class Review(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        PUBLISHED = "published", "Published"
+        UNPUBLISHED = "unpublished", "Unpublished"
+
+    run = models.ForeignKey(GenerationRun, on_delete=models.CASCADE, related_name="candidates")
+    index = models.PositiveSmallIntegerField()
+    seed = models.PositiveBigIntegerField()
+    image = models.FileField(storage=candidate_storage, upload_to=candidate_upload_to, max_length=255)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64)
+    review_status = models.CharField(max_length=12, choices=Review.choices, default=Review.PENDING)
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    reviewed_at = models.DateTimeField(null=True, blank=True)
+    alt_text = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run_id", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="unique_candidate_per_run_index")]
+
+    def __str__(self) -> str:
+        return f"candidate {self.index} of run {self.run_id} (seed {self.seed})"
+
+    def _review(self, allowed: list[str], to: str, by: Any) -> bool:
+        won = (
+            Candidate.objects.filter(pk=self.pk, review_status__in=allowed).update(
+                review_status=to, reviewed_by=by, reviewed_at=timezone.now()
+            )
+            == 1
+        )
+        if won:
+            self.refresh_from_db()
+        return won
+
+    def approve(self, by: Any) -> bool:
+        return self._review([self.Review.PENDING, self.Review.REJECTED], self.Review.APPROVED, by)
+
+    def reject(self, by: Any) -> bool:
+        return self._review([self.Review.PENDING, self.Review.APPROVED], self.Review.REJECTED, by)
+
+    def mark_published(self, by: Any) -> bool:
+        return self._review([self.Review.APPROVED, self.Review.UNPUBLISHED], self.Review.PUBLISHED, by)
+
+    def unpublish(self, by: Any) -> bool:
+        return self._review([self.Review.PUBLISHED], self.Review.UNPUBLISHED, by)

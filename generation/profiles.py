@@ -1,0 +1,292 @@
+"""Model profiles: what each named model is, read from plain data.
+
+This module never imports torch or diffusers, so the web process can validate a request
+against a profile (sizes, steps, counts, guidance) before anything is queued. Native sizes
+come from the published architecture configs vendored in ``generation/architectures/``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+ARCHITECTURES_DIR = Path(__file__).resolve().parent / "architectures"
+
+MAX_SEED = 2**32 - 1
+DEFAULT_MAX_COUNT = 8
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """One named model and how to run it on a 12 GB card.
+
+    ``family`` picks the diffusers pipeline class; ``hub_id`` is where ``fetch_models``
+    downloads the weights from; the weights are loaded from ``<HOFFDESK_MODELS_DIR>/<name>``
+    when that folder exists, and from the hub cache otherwise.
+    """
+
+    name: str
+    label: str
+    family: str  # "sd", "sdxl", "flux", "sd3"
+    pipeline_class: str
+    hub_id: str | None
+    dtype: str  # "float32", "float16", "bfloat16"
+    quantization: str | None  # "nf4": bitsandbytes 4-bit for the big components
+    quantize_components: tuple[str, ...]
+    memory: str  # "gpu", "model_cpu_offload"
+    vae_tiling: bool
+    default_steps: int
+    max_steps: int
+    default_guidance: float
+    max_guidance: float
+    native_width: int
+    native_height: int
+    size_multiple: int
+    min_size: int
+    max_size: int
+    max_count: int = DEFAULT_MAX_COUNT
+    tiny: bool = False
+    supports_negative_prompt: bool = True
+    sampler: str = ""
+    licence: str = ""
+    pipeline_kwargs: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def is_big(self) -> bool:
+        """Big profiles need most of a 12 GB card: only one is kept warm at a time."""
+        return not self.tiny
+
+
+def _architecture(folder: str, component: str) -> dict[str, object]:
+    with open(ARCHITECTURES_DIR / folder / f"{component}.json", encoding="utf-8") as fh:
+        data: dict[str, object] = json.load(fh)
+    return data
+
+
+def _unet_native(folder: str) -> int:
+    """Native edge in pixels: the UNet/transformer sample size times the VAE factor (8)."""
+    sample = _architecture(folder, "unet")["sample_size"]
+    assert isinstance(sample, int)
+    return sample * 8
+
+
+def _vae_native(folder: str) -> int:
+    sample = _architecture(folder, "vae")["sample_size"]
+    assert isinstance(sample, int)
+    return sample
+
+
+def _sd3_native() -> int:
+    sample = _architecture("sd3-medium", "transformer")["sample_size"]
+    assert isinstance(sample, int)
+    return sample * 8
+
+
+@cache
+def all_profiles() -> dict[str, ModelProfile]:
+    """Every profile by name, the real ones first and the tiny offline ones last."""
+    flux_dev = _vae_native("flux1-dev")
+    flux_schnell = _vae_native("flux1-schnell")
+    sdxl = _unet_native("sdxl-base-1.0")
+    turbo = _unet_native("sdxl-turbo")
+    sd3 = _sd3_native()
+    profiles = [
+        ModelProfile(
+            name="flux-dev-nf4",
+            label="FLUX.1-dev (4-bit nf4)",
+            family="flux",
+            pipeline_class="FluxPipeline",
+            hub_id="black-forest-labs/FLUX.1-dev",
+            dtype="bfloat16",
+            quantization="nf4",
+            quantize_components=("transformer", "text_encoder_2"),
+            memory="model_cpu_offload",
+            vae_tiling=True,
+            default_steps=28,
+            max_steps=50,
+            default_guidance=3.5,
+            max_guidance=10.0,
+            native_width=flux_dev,
+            native_height=flux_dev,
+            size_multiple=16,
+            min_size=256,
+            max_size=2048,
+            supports_negative_prompt=False,
+            sampler="Euler (flow matching)",
+            licence="FLUX.1 [dev] non-commercial licence: commercial use needs review",
+            pipeline_kwargs={"max_sequence_length": 512},
+        ),
+        ModelProfile(
+            name="flux-schnell",
+            label="FLUX.1-schnell (4-bit nf4)",
+            family="flux",
+            pipeline_class="FluxPipeline",
+            hub_id="black-forest-labs/FLUX.1-schnell",
+            dtype="bfloat16",
+            quantization="nf4",
+            quantize_components=("transformer", "text_encoder_2"),
+            memory="model_cpu_offload",
+            vae_tiling=True,
+            default_steps=4,
+            max_steps=8,
+            default_guidance=0.0,
+            max_guidance=0.0,
+            native_width=flux_schnell,
+            native_height=flux_schnell,
+            size_multiple=16,
+            min_size=256,
+            max_size=2048,
+            supports_negative_prompt=False,
+            sampler="Euler (flow matching)",
+            licence="Apache-2.0",
+            pipeline_kwargs={"max_sequence_length": 256},
+        ),
+        ModelProfile(
+            name="sdxl-turbo",
+            label="SDXL Turbo",
+            family="sdxl",
+            pipeline_class="StableDiffusionXLPipeline",
+            hub_id="stabilityai/sdxl-turbo",
+            dtype="float16",
+            quantization=None,
+            quantize_components=(),
+            memory="gpu",
+            vae_tiling=False,
+            default_steps=4,
+            max_steps=8,
+            default_guidance=0.0,
+            max_guidance=2.0,
+            native_width=turbo,
+            native_height=turbo,
+            size_multiple=8,
+            min_size=256,
+            max_size=1024,
+            sampler="Euler a",
+            licence="Stability AI community licence",
+        ),
+        ModelProfile(
+            name="sdxl-base",
+            label="SDXL base 1.0",
+            family="sdxl",
+            pipeline_class="StableDiffusionXLPipeline",
+            hub_id="stabilityai/stable-diffusion-xl-base-1.0",
+            dtype="float16",
+            quantization=None,
+            quantize_components=(),
+            memory="model_cpu_offload",
+            vae_tiling=True,
+            default_steps=30,
+            max_steps=100,
+            default_guidance=7.0,
+            max_guidance=20.0,
+            native_width=sdxl,
+            native_height=sdxl,
+            size_multiple=8,
+            min_size=512,
+            max_size=2048,
+            sampler="Euler",
+            licence="CreativeML Open RAIL++-M",
+        ),
+        ModelProfile(
+            name="sd3-medium",
+            label="Stable Diffusion 3 medium",
+            family="sd3",
+            pipeline_class="StableDiffusion3Pipeline",
+            hub_id="stabilityai/stable-diffusion-3-medium-diffusers",
+            dtype="float16",
+            quantization=None,
+            quantize_components=(),
+            memory="model_cpu_offload",
+            vae_tiling=True,
+            default_steps=28,
+            max_steps=100,
+            default_guidance=7.0,
+            max_guidance=20.0,
+            native_width=sd3,
+            native_height=sd3,
+            size_multiple=16,
+            min_size=512,
+            max_size=2048,
+            sampler="Euler (flow matching)",
+            licence="Stability AI community licence",
+        ),
+    ]
+    tiny_common = {
+        "hub_id": None,
+        "dtype": "float32",
+        "quantization": None,
+        "quantize_components": (),
+        "memory": "gpu",
+        "vae_tiling": False,
+        "max_steps": 1000,
+        "min_size": 64,
+        "max_size": 1024,
+        "tiny": True,
+        "licence": "random weights, built locally",
+    }
+    profiles += [
+        ModelProfile(
+            name="tiny-sd",
+            label="Tiny SD (random weights, offline demo)",
+            family="sd",
+            pipeline_class="StableDiffusionPipeline",
+            default_steps=8,
+            default_guidance=7.0,
+            max_guidance=20.0,
+            native_width=512,
+            native_height=512,
+            size_multiple=8,
+            sampler="Euler",
+            **tiny_common,  # type: ignore[arg-type]
+        ),
+        ModelProfile(
+            name="tiny-sdxl",
+            label="Tiny SDXL (random weights, offline demo)",
+            family="sdxl",
+            pipeline_class="StableDiffusionXLPipeline",
+            default_steps=4,
+            default_guidance=0.0,
+            max_guidance=20.0,
+            native_width=512,
+            native_height=512,
+            size_multiple=8,
+            sampler="Euler",
+            **tiny_common,  # type: ignore[arg-type]
+        ),
+        ModelProfile(
+            name="tiny-flux",
+            label="Tiny FLUX (random weights, offline demo)",
+            family="flux",
+            pipeline_class="FluxPipeline",
+            default_steps=4,
+            default_guidance=3.5,
+            max_guidance=10.0,
+            native_width=512,
+            native_height=512,
+            size_multiple=16,
+            supports_negative_prompt=False,
+            sampler="Euler (flow matching)",
+            pipeline_kwargs={"max_sequence_length": 32},
+            **tiny_common,  # type: ignore[arg-type]
+        ),
+    ]
+    return {p.name: p for p in profiles}
+
+
+class UnknownProfile(KeyError):
+    pass
+
+
+def get_profile(name: str) -> ModelProfile:
+    """The profile called ``name``; ``UnknownProfile`` names the choices when there is none."""
+    try:
+        return all_profiles()[name]
+    except KeyError:
+        choices = ", ".join(all_profiles())
+        raise UnknownProfile(f"unknown model profile {name!r}; choose one of: {choices}") from None
+
+
+def profile_choices() -> list[tuple[str, str]]:
+    return [(p.name, p.label) for p in all_profiles().values()]

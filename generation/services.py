@@ -1,0 +1,309 @@
+"""Writes that span models or the queue: submitting, cancelling and recovering runs.
+
+Validation happens here, before anything is written, so every entry point (web form, command
+line, later the JSON API) refuses bad input the same way and queues nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from generation.models import (
+    GenerationRun,
+    PromptTemplate,
+    StylePreset,
+    candidate_file_name,
+    candidate_storage,
+)
+from generation.profiles import MAX_SEED, ModelProfile, UnknownProfile, get_profile
+
+logger = logging.getLogger(__name__)
+
+MAX_PROMPT_LENGTH = 2000
+DEFAULT_PROMPT_TEMPLATE = "hero"
+FALLBACK_PROMPT = "{title}. {summary} {style}"
+
+
+@dataclass(frozen=True)
+class RunParameters:
+    model_profile: str
+    prompt: str
+    negative_prompt: str
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    base_seed: int
+    count: int
+
+
+def _as_int(value: Any, field: str, errors: dict[str, str]) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        errors[field] = f"{field} must be a whole number."
+        return None
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        errors[field] = f"{field} must be a whole number, not {value!r}."
+        return None
+
+
+def _as_float(value: Any, field: str, errors: dict[str, str]) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        errors[field] = f"{field} must be a number, not {value!r}."
+        return None
+    if number != number or number in (float("inf"), float("-inf")):
+        errors[field] = f"{field} must be a finite number."
+        return None
+    return number
+
+
+def _check_size(profile: ModelProfile, field: str, value: int, errors: dict[str, str]) -> None:
+    if not profile.min_size <= value <= profile.max_size:
+        errors[field] = (
+            f"{field} must be between {profile.min_size} and {profile.max_size} pixels for "
+            f"{profile.name}, not {value}."
+        )
+    elif value % profile.size_multiple:
+        lower = value - value % profile.size_multiple
+        errors[field] = (
+            f"{field} must be a multiple of {profile.size_multiple} for {profile.name}; "
+            f"{value} is not (try {lower} or {lower + profile.size_multiple})."
+        )
+
+
+def run_validate(
+    *,
+    model: str | None = None,
+    prompt: str,
+    negative_prompt: str = "",
+    width: Any = None,
+    height: Any = None,
+    steps: Any = None,
+    guidance: Any = None,
+    seed: Any = None,
+    count: Any = None,
+    preset: StylePreset | None = None,
+) -> RunParameters:
+    """Check a request against its model profile; ``ValidationError`` maps field -> message."""
+    errors: dict[str, str] = {}
+    name = model or (preset.model_profile if preset and preset.model_profile else settings.HOFFDESK_DEFAULT_MODEL)
+    try:
+        profile = get_profile(name)
+    except UnknownProfile as exc:
+        raise ValidationError({"model": str(exc.args[0])}) from None
+
+    prompt = (prompt or "").strip()
+    if not prompt:
+        errors["prompt"] = "prompt must not be empty."
+    elif len(prompt) > MAX_PROMPT_LENGTH:
+        errors["prompt"] = f"prompt must be at most {MAX_PROMPT_LENGTH} characters, not {len(prompt)}."
+
+    w = _as_int(width, "width", errors)
+    h = _as_int(height, "height", errors)
+    w = w if w is not None else (preset.width if preset and preset.width else profile.native_width)
+    h = h if h is not None else (preset.height if preset and preset.height else profile.native_height)
+    if "width" not in errors:
+        _check_size(profile, "width", w, errors)
+    if "height" not in errors:
+        _check_size(profile, "height", h, errors)
+
+    n_steps = _as_int(steps, "steps", errors)
+    if n_steps is None:
+        n_steps = preset.steps if preset and preset.steps else profile.default_steps
+    if "steps" not in errors and not 1 <= n_steps <= profile.max_steps:
+        errors["steps"] = f"steps must be between 1 and {profile.max_steps} for {profile.name}, not {n_steps}."
+
+    n = _as_int(count, "count", errors)
+    n = 4 if n is None else n
+    if "count" not in errors and not 1 <= n <= profile.max_count:
+        errors["count"] = f"count must be between 1 and {profile.max_count} for {profile.name}, not {n}."
+
+    g = _as_float(guidance, "guidance", errors)
+    if g is None:
+        g = preset.guidance if preset and preset.guidance is not None else profile.default_guidance
+    if "guidance" not in errors and not 0.0 <= g <= profile.max_guidance:
+        errors["guidance"] = f"guidance must be between 0 and {profile.max_guidance} for {profile.name}, not {g}."
+
+    s = _as_int(seed, "seed", errors)
+    if s is None and "seed" not in errors:
+        s = secrets.randbelow(MAX_SEED - max(n, 1) + 2)
+    elif s is not None and not 0 <= s <= MAX_SEED:
+        errors["seed"] = f"seed must be between 0 and {MAX_SEED}, not {s}."
+    elif s is not None and "count" not in errors and s + n - 1 > MAX_SEED:
+        errors["seed"] = f"seed + count - 1 must not pass {MAX_SEED}; the last candidate would get {s + n - 1}."
+
+    if errors:
+        raise ValidationError(errors)
+    assert s is not None
+    return RunParameters(
+        model_profile=profile.name,
+        prompt=prompt,
+        negative_prompt=(negative_prompt or "").strip(),
+        width=w,
+        height=h,
+        steps=n_steps,
+        guidance=g,
+        base_seed=s,
+        count=n,
+    )
+
+
+def prompt_for_article(article: Any, preset: StylePreset | None = None) -> tuple[str, PromptTemplate | None]:
+    """The default prompt: the newest ``hero`` template filled in from the article and preset."""
+    template = PromptTemplate.objects.filter(name=DEFAULT_PROMPT_TEMPLATE).order_by("-version").first()
+    style = ", ".join(filter(None, [preset.art_direction, preset.prompt_suffix])) if preset else ""
+    values = {"title": article.title, "summary": article.summary, "tone": article.tone, "style": style}
+    text = template.render(**values) if template else FALLBACK_PROMPT.format(**values)
+    return " ".join(text.split()), template
+
+
+def preset_for_article(article: Any) -> StylePreset | None:
+    for preset in StylePreset.objects.all():
+        if article.content_type in (preset.content_types or []):
+            return preset
+    return None
+
+
+def run_submit(
+    *,
+    article: Any,
+    prompt: str | None = None,
+    model: str | None = None,
+    negative_prompt: str | None = None,
+    width: Any = None,
+    height: Any = None,
+    steps: Any = None,
+    guidance: Any = None,
+    seed: Any = None,
+    count: Any = None,
+    preset: StylePreset | None = None,
+    requested_by: Any = None,
+    parent: GenerationRun | None = None,
+) -> GenerationRun:
+    """Validate, create the run and queue it once the transaction commits."""
+    preset = preset or preset_for_article(article)
+    template = None
+    if not prompt:
+        prompt, template = prompt_for_article(article, preset)
+    if negative_prompt is None:
+        negative_prompt = preset.negative_prompt if preset else ""
+    params = run_validate(
+        model=model,
+        prompt=prompt,
+        negative_prompt=negative_prompt,
+        width=width,
+        height=height,
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        count=count,
+        preset=preset,
+    )
+    with transaction.atomic():
+        run = GenerationRun.objects.create(
+            article=article,
+            preset=preset,
+            prompt_template=template,
+            parent=parent,
+            requested_by=requested_by if getattr(requested_by, "is_authenticated", False) else None,
+            progress_total=params.steps,
+            **params.__dict__,
+        )
+        run_enqueue(run)
+    return run
+
+
+def run_enqueue(run: GenerationRun) -> None:
+    """Hand the run to the worker after commit, so a worker never sees a rolled-back row."""
+    from django_q.tasks import async_task
+
+    run_id = run.pk
+    transaction.on_commit(
+        lambda: async_task("generation.tasks.run_generate", run_id, task_name=f"run-{run_id}", group="generation")
+    )
+
+
+def run_cancel(*, run: GenerationRun) -> bool:
+    """Cancel a queued run at once or ask a running one to stop; False when already finished."""
+    cancelled = run.request_cancel()
+    if cancelled and run.status == GenerationRun.Status.CANCELLED:
+        run_discard_files(run=run)
+    return cancelled
+
+
+def run_discard_files(*, run: GenerationRun) -> None:
+    """Delete image files a run's attempts may have written but never recorded."""
+    storage = candidate_storage()
+    recorded = set(run.candidates.values_list("image", flat=True))
+    for index, seed in enumerate(run.seeds):
+        name = candidate_file_name(run.pk, index, seed)
+        if name not in recorded and storage.exists(name):
+            storage.delete(name)
+
+
+def _worker_is_gone(run: GenerationRun, host: str, stale_before: Any) -> bool:
+    if run.heartbeat_at is None or run.heartbeat_at < stale_before:
+        return True
+    worker_host, _, pid_text = run.worker.rpartition(":")
+    if worker_host != host or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def runs_recover_orphaned() -> list[int]:
+    """Runs left ``running`` by a dead worker: queue them again, or fail them past the limit.
+
+    Called when a worker starts. A worker counts as dead when its process on this host is
+    gone, or when its heartbeat is older than ``HOFFDESK_STALE_AFTER`` seconds.
+    """
+    host = socket.gethostname()
+    stale_before = timezone.now() - timedelta(seconds=settings.HOFFDESK_STALE_AFTER)
+    limit = settings.HOFFDESK_RUN_MAX_ATTEMPTS
+    recovered = []
+    for run in GenerationRun.objects.filter(status=GenerationRun.Status.RUNNING):
+        if not _worker_is_gone(run, host, stale_before):
+            continue
+        with transaction.atomic():
+            if run.requeue_orphaned(limit):
+                logger.warning("run %s: worker %s died; queued again (attempt %s of %s)", run.pk, run.worker, run.attempts, limit)
+                run_enqueue(run)
+                recovered.append(run.pk)
+                continue
+        if run.cancel_requested and run.mark_cancelled():
+            run_discard_files(run=run)
+        elif run.fail(
+            f"The worker stopped while making this run {run.attempts} time(s) (a crash, a kill by the "
+            f"system for lack of memory, or the {settings.HOFFDESK_TASK_TIMEOUT} s task timeout); "
+            f"the limit is {limit} attempts, so it was not tried again. Try fewer candidates or a "
+            "smaller size, and check the worker's log."
+        ):
+            run_discard_files(run=run)
+        recovered.append(run.pk)
+    return recovered

@@ -1,0 +1,166 @@
+"""Worker tasks. They take ids, re-fetch, and return quietly when there is nothing to do.
+
+The engine (torch, diffusers) is imported here lazily, inside the task, so only the worker
+process ever loads it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.db import close_old_connections, connection, transaction
+
+from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
+from generation.profiles import get_profile
+from generation.services import run_discard_files
+
+if TYPE_CHECKING:
+    from generation.engine.generate import GenerationResult
+    from generation.engine.loader import PipelineCache
+
+logger = logging.getLogger(__name__)
+
+_cache: PipelineCache | None = None
+
+
+def engine_cache() -> PipelineCache:
+    """The worker process's warm pipelines (made on first use)."""
+    global _cache
+    if _cache is None:
+        import torch
+
+        from generation.engine.loader import PipelineCache
+
+        if settings.HOFFDESK_TORCH_THREADS:
+            torch.set_num_threads(settings.HOFFDESK_TORCH_THREADS)
+        _cache = PipelineCache(settings.HOFFDESK_MODELS_DIR)
+    return _cache
+
+
+class _Heartbeat(threading.Thread):
+    """Keeps the run's heartbeat fresh during long silent phases (loading a model)."""
+
+    def __init__(self, run: GenerationRun) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-run-{run.pk}")
+        self.run_row = GenerationRun.objects.get(pk=run.pk)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(settings.HOFFDESK_HEARTBEAT_INTERVAL):
+                if not self.run_row.heartbeat():
+                    return
+        finally:
+            connection.close()
+
+
+def _progress_reporter(run: GenerationRun) -> Any:
+    from generation.engine.generate import Cancelled
+
+    last_write = 0.0
+    still_wanted = GenerationRun.objects.filter(
+        pk=run.pk, status=GenerationRun.Status.RUNNING, attempts=run.attempts, cancel_requested=False
+    )
+
+    def on_step(step: int, total: int) -> None:
+        nonlocal last_write
+        now = time.monotonic()
+        if step >= total or now - last_write >= settings.HOFFDESK_PROGRESS_INTERVAL:
+            last_write = now
+            if not run.record_progress(step, total):
+                raise Cancelled
+        elif not still_wanted.exists():
+            raise Cancelled
+
+    return on_step
+
+
+def run_generate(run_id: int) -> str:
+    """Claim run ``run_id``, make its candidates and record the outcome."""
+    close_old_connections()
+    run = GenerationRun.objects.filter(pk=run_id).first()
+    if run is None:
+        return "gone"
+    if not run.claim(settings.HOFFDESK_RUN_MAX_ATTEMPTS):
+        return f"not claimed: {run.status}"
+    heartbeat = _Heartbeat(run)
+    heartbeat.start()
+    try:
+        return _execute(run)
+    finally:
+        heartbeat.stopped.set()
+        heartbeat.join()
+
+
+def _execute(run: GenerationRun) -> str:
+    from generation.engine.generate import Cancelled, Recipe, generate
+    from generation.engine.loader import EngineError
+
+    profile = get_profile(run.model_profile)
+    recipe = Recipe(
+        profile=profile.name,
+        prompt=run.prompt,
+        negative_prompt=run.negative_prompt,
+        width=run.width,
+        height=run.height,
+        steps=run.steps,
+        guidance=run.guidance,
+        seeds=tuple(run.seeds),
+    )
+    try:
+        result = generate(engine_cache(), profile, recipe, _progress_reporter(run))
+    except Cancelled:
+        run.refresh_from_db()
+        if run.cancel_requested and run.mark_cancelled():
+            run_discard_files(run=run)
+        return run.status
+    except EngineError as exc:
+        logger.warning("run %s failed: %s", run.pk, exc)
+        if run.fail(str(exc)):
+            run_discard_files(run=run)
+        return "failed"
+    except Exception as exc:
+        logger.exception("run %s failed unexpectedly", run.pk)
+        if run.fail(f"Unexpected error in the worker: {type(exc).__name__}: {exc}"):
+            run_discard_files(run=run)
+        return "failed"
+    return _record_candidates(run, result)
+
+
+def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
+    """Write the files, then mark the run succeeded and create its rows in one transaction.
+
+    File names are fixed per run and index, so a retry after a crash overwrites what an earlier
+    attempt wrote; the rows exist only if the run succeeded, so there are never duplicates.
+    """
+    storage = candidate_storage()
+    names = [
+        storage.save(candidate_file_name(run.pk, image.index, image.seed), ContentFile(image.png))
+        for image in result.images
+    ]
+    with transaction.atomic():
+        if run.succeed(result.load_seconds, result.inference_seconds):
+            Candidate.objects.bulk_create(
+                Candidate(
+                    run=run,
+                    index=image.index,
+                    seed=image.seed,
+                    image=name,
+                    width=image.width,
+                    height=image.height,
+                    sha256=image.sha256,
+                )
+                for image, name in zip(result.images, names, strict=True)
+            )
+            return "succeeded"
+    run.refresh_from_db()
+    if run.status == GenerationRun.Status.CANCELLED or run.cancel_requested:
+        if run.status == GenerationRun.Status.RUNNING:
+            run.mark_cancelled()
+        run_discard_files(run=run)
+    return run.status

@@ -1,0 +1,206 @@
+"""Settings for HoffDesk Images.
+
+Everything an operator may change is a ``HOFFDESK_`` environment variable (plus
+``DATABASE_URL``), read through the helpers in ``env.py`` so a bad value names its variable.
+The defaults run a single machine with SQLite and local folders under ``./data``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from generation.profiles import all_profiles
+from hoffdesk_images.env import (
+    envbool,
+    envfloat,
+    envint,
+    envlist,
+    envpath,
+    envsecret,
+    envstr,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DATA_DIR = envpath("HOFFDESK_DATA_DIR", BASE_DIR / "data")
+DEBUG = envbool("HOFFDESK_DEBUG", False)
+ALLOWED_HOSTS = envlist("HOFFDESK_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
+CSRF_TRUSTED_ORIGINS = envlist("HOFFDESK_CSRF_TRUSTED_ORIGINS", [])
+
+
+def _secret_key() -> str:
+    """From HOFFDESK_SECRET_KEY(_FILE); else one made on first start and kept in the data folder."""
+    configured = envsecret("HOFFDESK_SECRET_KEY")
+    if configured:
+        return configured
+    key_file = DATA_DIR / "secret_key"
+    if key_file.exists():
+        return key_file.read_text(encoding="utf-8").strip()
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    key_file.write_text(key, encoding="utf-8")
+    key_file.chmod(0o600)
+    return key
+
+
+SECRET_KEY = _secret_key()
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "django_q",
+    "template_partials",
+    "generation",
+    "gallery",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "hoffdesk_images.urls"
+WSGI_APPLICATION = "hoffdesk_images.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "generation.context_processors.engine_notice",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict[str, object]:
+    url = envstr("DATABASE_URL", "")
+    if url:
+        import dj_database_url
+
+        config: dict[str, object] = dict(dj_database_url.parse(url, conn_max_age=60))
+        return config
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATA_DIR / "hoffdesk.sqlite3",
+        "OPTIONS": {
+            # WAL lets the worker write while the web reads; IMMEDIATE transactions plus a busy
+            # timeout turn "database is locked" into a short wait (DESIGN.md: 754 errors -> 0).
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        },
+        "TEST": {"NAME": DATA_DIR / "test-hoffdesk.sqlite3"},
+    }
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "gallery:article_list"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = envstr("HOFFDESK_TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+MEDIA_ROOT = DATA_DIR / "media"
+MEDIA_URL = "media/"
+
+CANDIDATES_DIR = DATA_DIR / "candidates"
+STORAGES = {
+    "default": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT},
+    },
+    # Candidates are private working files, served only through a logged-in view.
+    # Their names are fixed per run and index, so a retried run overwrites its own files.
+    "candidates": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": CANDIDATES_DIR, "base_url": None, "allow_overwrite": True},
+    },
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage",
+    },
+}
+WHITENOISE_USE_FINDERS = True
+
+# --- generation -----------------------------------------------------------------------------
+
+HOFFDESK_MODELS_DIR = envpath("HOFFDESK_MODELS_DIR", DATA_DIR / "models")
+HOFFDESK_DEFAULT_MODEL = envstr("HOFFDESK_DEFAULT_MODEL", "tiny-sd")
+if HOFFDESK_DEFAULT_MODEL not in all_profiles():
+    raise ImproperlyConfigured(
+        f"HOFFDESK_DEFAULT_MODEL must be one of {', '.join(all_profiles())}, not {HOFFDESK_DEFAULT_MODEL!r}"
+    )
+# A run is tried at most this many times when workers die under it (crash, kill, power cut).
+HOFFDESK_RUN_MAX_ATTEMPTS = envint("HOFFDESK_RUN_MAX_ATTEMPTS", 3, minimum=1)
+# Progress is written at most this often (seconds); the cancel flag is read at the same time.
+HOFFDESK_PROGRESS_INTERVAL = envfloat("HOFFDESK_PROGRESS_INTERVAL", 0.5)
+# A running run whose worker has been silent this long is taken as orphaned.
+HOFFDESK_HEARTBEAT_INTERVAL = envfloat("HOFFDESK_HEARTBEAT_INTERVAL", 10.0, minimum=0.1)
+HOFFDESK_STALE_AFTER = envfloat("HOFFDESK_STALE_AFTER", 120.0, minimum=1.0)
+# torch threads in the worker; 0 keeps torch's default. Fix it for byte-identical CPU output.
+HOFFDESK_TORCH_THREADS = envint("HOFFDESK_TORCH_THREADS", 0, minimum=0)
+
+# --- queue (django-q2, ORM broker on the same database; see docs/queue.md for why) ----------
+
+HOFFDESK_TASK_TIMEOUT = envint("HOFFDESK_TASK_TIMEOUT", 1800, minimum=10)
+Q_CLUSTER = {
+    "name": "hoffdesk",
+    "orm": "default",
+    "workers": envint("HOFFDESK_WORKERS", 1, minimum=1),
+    "queue_limit": 1,
+    "timeout": HOFFDESK_TASK_TIMEOUT,
+    "retry": 2 * HOFFDESK_TASK_TIMEOUT + 600,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "catch_up": False,
+    "poll": envfloat("HOFFDESK_QUEUE_POLL", 0.05, minimum=0.01),
+    "recycle": 1000,
+    "save_limit": 1000,
+    "label": "Worker tasks",
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "loggers": {
+        "generation": {"handlers": ["console"], "level": envstr("HOFFDESK_LOG_LEVEL", "INFO")},
+        "django_q": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+    },
+}
