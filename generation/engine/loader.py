@@ -89,13 +89,25 @@ def load_pipeline(profile: ModelProfile, models_dir: Path, device: str) -> Any:
     return pipe
 
 
+def quiet_libraries() -> None:
+    """No per-load progress bars or tokenizer length warnings in the worker's log."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+
+
 class PipelineCache:
     """Warm pipelines of one worker process, by profile name."""
 
     def __init__(self, models_dir: Path, device: str | None = None) -> None:
         self.models_dir = models_dir
         self.device = device or pick_device()
-        self._pipes: dict[str, Any] = {}
+        quiet_libraries()
+        self._pipes: dict[str, tuple[ModelProfile, Any]] = {}
 
     def loaded(self) -> list[str]:
         return list(self._pipes)
@@ -103,20 +115,21 @@ class PipelineCache:
     def get(self, profile: ModelProfile) -> tuple[Any, float]:
         """The warm pipeline for ``profile`` and the seconds spent loading it (0.0 when warm)."""
         if profile.name in self._pipes:
-            return self._pipes[profile.name], 0.0
+            return self._pipes[profile.name][1], 0.0
         if profile.is_big:
             self.evict_big()
         started = time.perf_counter()
         pipe = load_pipeline(profile, self.models_dir, self.device)
-        self._pipes[profile.name] = pipe
+        self._pipes[profile.name] = (profile, pipe)
         return pipe, time.perf_counter() - started
 
     def evict_big(self) -> None:
-        from generation.profiles import get_profile
-
-        for name in [n for n in self._pipes if get_profile(n).is_big]:
+        """Drop every big pipeline, so the next one has the whole card."""
+        big = [name for name, (profile, _) in self._pipes.items() if profile.is_big]
+        for name in big:
             del self._pipes[name]
-        free_memory()
+        if big:
+            free_memory()
 
 
 def free_memory() -> None:

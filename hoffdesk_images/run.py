@@ -1,0 +1,75 @@
+"""One command for one machine: the web server and the GPU worker together.
+
+``python -m hoffdesk_images.run`` starts ``runserver`` and ``qcluster`` as children in their own
+process groups, so the terminal's Ctrl-C reaches only this supervisor. It then sends SIGTERM to
+each child's main process (django-q2 drains gracefully on that; a signal to its whole group can
+leave it hanging), waits, and kills whatever is left. If either child dies, the other is
+stopped too, and the exit status says so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STOP_GRACE_SECONDS = 20
+
+
+def children_commands(address: str) -> dict[str, list[str]]:
+    manage = [sys.executable, str(ROOT / "manage.py")]
+    return {
+        "web": [*manage, "runserver", address, "--noreload"],
+        "worker": [*manage, "qcluster"],
+    }
+
+
+def stop(processes: dict[str, subprocess.Popen[bytes]]) -> None:
+    for proc in processes.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for name, proc in processes.items():
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            print(f"[run] {name} did not stop in {STOP_GRACE_SECONDS} s; killing it", flush=True)
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def main() -> int:
+    address = os.environ.get("HOFFDESK_ADDRESS", "127.0.0.1:8000")
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    processes = {
+        name: subprocess.Popen(command, cwd=ROOT, start_new_session=True)
+        for name, command in children_commands(address).items()
+    }
+    print(f"[run] dashboard at http://{address}/ with its worker; Ctrl-C stops both", flush=True)
+    exit_code = 0
+    while not stopping:
+        dead = [name for name, proc in processes.items() if proc.poll() is not None]
+        if dead:
+            print(f"[run] {', '.join(dead)} stopped unexpectedly; stopping the rest", flush=True)
+            exit_code = 1
+            break
+        time.sleep(0.2)
+    print("[run] stopping web server and worker…", flush=True)
+    stop(processes)
+    print("[run] stopped", flush=True)
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

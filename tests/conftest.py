@@ -1,0 +1,138 @@
+"""Shared fixtures: a real qcluster worker process, articles, logged-in clients."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from gallery.models import Article
+from generation.models import GenerationRun
+
+ROOT = Path(__file__).resolve().parent.parent
+# Fixed torch threads: byte-identical PNGs need the same thread count (DESIGN.md).
+TORCH_THREADS = "2"
+
+
+def worker_env(**overrides: str) -> dict[str, str]:
+    """The environment of a worker process that shares this test's database and folders."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+            "HOFFDESK_DATA_DIR": str(settings.DATA_DIR),
+            "HOFFDESK_MODELS_DIR": str(settings.HOFFDESK_MODELS_DIR),
+            "HOFFDESK_TORCH_THREADS": TORCH_THREADS,
+            "HOFFDESK_HEARTBEAT_INTERVAL": "0.5",
+            "HOFFDESK_PROGRESS_INTERVAL": "0.1",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(overrides)
+    return env
+
+
+class Worker:
+    def __init__(self, proc: subprocess.Popen[bytes], log: Path) -> None:
+        self.proc = proc
+        self.log = log
+
+    def kill_hard(self) -> None:
+        """kill -9 of the whole cluster: the main process and its worker children."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def start_worker(transactional_db: None, tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    """Start real ``manage.py qcluster`` processes on the test database."""
+    workers: list[Worker] = []
+
+    def start(**env: str) -> Worker:
+        log = tmp_path / f"qcluster-{len(workers)}.log"
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "qcluster"],
+            cwd=ROOT,
+            env=worker_env(**env),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        worker = Worker(proc, log)
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str, worker: Worker | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    detail = f"\n--- worker log ---\n{worker.output()[-4000:]}" if worker else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}{detail}")
+
+
+def wait_finished(run: GenerationRun, timeout: float = 120, worker: Worker | None = None) -> GenerationRun:
+    def finished() -> bool:
+        run.refresh_from_db()
+        return run.is_finished
+
+    wait_for(finished, timeout, f"run {run.pk} to finish", worker)
+    return run
+
+
+@pytest.fixture
+def article(db: None) -> Article:
+    return Article.objects.create(
+        slug="flux-on-a-3080",
+        title="Running FLUX on a 3080 Ti",
+        summary="Four-bit quantization makes a 12 B model fit in 12 GB.",
+        content_type="technical",
+        tone="curious",
+    )
+
+
+@pytest.fixture
+def editor(django_user_model):  # type: ignore[no-untyped-def]
+    return django_user_model.objects.create_user(username="editor", password="editor-pass-123")
+
+
+@pytest.fixture
+def editor_client(client, editor):  # type: ignore[no-untyped-def]
+    client.force_login(editor)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def empty_candidates_folder() -> None:
+    """Run ids restart when a transactional test flushes the tables; start each test with no
+    candidate files so a file count belongs to this test alone."""
+    import shutil
+
+    shutil.rmtree(settings.CANDIDATES_DIR, ignore_errors=True)

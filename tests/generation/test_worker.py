@@ -1,0 +1,183 @@
+"""The core loop through a real ``qcluster`` process on the test database."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django_q.models import OrmQ
+from PIL import Image
+
+from gallery.models import Article
+from generation.engine.metadata import parse_a1111_parameters, read_png_text, read_recipe
+from generation.models import GenerationRun
+from generation.services import run_cancel, run_submit
+from tests.conftest import wait_finished, wait_for
+
+pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+def run_files(run: GenerationRun) -> list[Path]:
+    folder = Path(settings.CANDIDATES_DIR) / "runs" / f"{run.pk:06d}"
+    return sorted(folder.glob("*.png")) if folder.exists() else []
+
+
+def test_imported_article_run_makes_four_pngs_with_recipes(start_worker, tmp_path) -> None:
+    articles = tmp_path / "articles.json"
+    articles.write_text(
+        json.dumps(
+            [
+                {
+                    "slug": "warm-pipelines",
+                    "title": "Keeping pipelines warm",
+                    "summary": "Why the worker loads a model once.",
+                    "content_type": "technical",
+                    "tone": "practical",
+                    "series": "",
+                }
+            ]
+        )
+    )
+    call_command("import_articles", str(articles), stdout=io.StringIO())
+    worker = start_worker()
+    run = run_submit(
+        article=Article.objects.get(slug="warm-pipelines"), model="tiny-sd", seed=1234, count=4, width=256, height=192
+    )
+
+    wait_finished(run, worker=worker)
+
+    assert run.status == GenerationRun.Status.SUCCEEDED, run.error
+    assert (run.progress_step, run.progress_total) == (run.steps, run.steps)
+    candidates = list(run.candidates.order_by("index"))
+    assert [c.seed for c in candidates] == [1234, 1235, 1236, 1237]
+    for candidate in candidates:
+        data = candidate.image.read()
+        with Image.open(io.BytesIO(data)) as image:
+            assert image.format == "PNG"
+            assert image.size == (256, 192) == (candidate.width, candidate.height)
+        recipe = read_recipe(data)
+        assert recipe["seed"] == candidate.seed
+        assert recipe["profile"] == "tiny-sd"
+        assert (recipe["width"], recipe["height"], recipe["steps"]) == (256, 192, run.steps)
+        assert recipe["prompt"] == run.prompt
+        parameters = parse_a1111_parameters(read_png_text(data)["parameters"])
+        assert parameters["Seed"] == str(candidate.seed)
+        assert parameters["Size"] == "256x192"
+        assert parameters["prompt"] == run.prompt
+    assert len(run_files(run)) == 4
+
+
+def test_same_seed_gives_identical_pngs_and_another_seed_differs(start_worker, article) -> None:
+    worker = start_worker()
+    params = {"article": article, "model": "tiny-sd", "count": 2, "width": 128, "height": 128, "steps": 4}
+    first = run_submit(seed=77, **params)
+    second = run_submit(seed=77, **params)
+    other = run_submit(seed=78, **params)
+    for run in (first, second, other):
+        wait_finished(run, worker=worker)
+        assert run.status == GenerationRun.Status.SUCCEEDED, run.error
+
+    def pngs(run: GenerationRun) -> list[bytes]:
+        return [c.image.read() for c in run.candidates.order_by("index")]
+
+    assert pngs(first) == pngs(second)
+    assert [c.sha256 for c in first.candidates.order_by("index")] == [
+        c.sha256 for c in second.candidates.order_by("index")
+    ]
+    assert pngs(first)[0] != pngs(other)[0]
+    # The warm cache: only the first run loaded the model.
+    assert first.load_seconds is not None and first.load_seconds > 0
+    assert second.load_seconds == 0.0 and other.load_seconds == 0.0
+
+
+def test_cancel_during_a_run_leaves_no_candidates_and_worker_takes_the_next(start_worker, article) -> None:
+    worker = start_worker()
+    long_run = run_submit(article=article, model="tiny-sd", seed=5, count=2, width=128, height=128, steps=1000)
+    next_run = run_submit(article=article, model="tiny-sd", seed=6, count=1, width=128, height=128, steps=2)
+
+    def started() -> bool:
+        long_run.refresh_from_db()
+        return long_run.status == GenerationRun.Status.RUNNING and long_run.progress_step >= 2
+
+    wait_for(started, 90, "the long run to make progress", worker)
+    assert run_cancel(run=long_run)
+
+    wait_finished(long_run, timeout=30, worker=worker)
+    assert long_run.status == GenerationRun.Status.CANCELLED
+    assert long_run.progress_step < 1000
+    assert long_run.candidates.count() == 0
+    assert run_files(long_run) == []
+    wait_finished(next_run, worker=worker)
+    assert next_run.status == GenerationRun.Status.SUCCEEDED, next_run.error
+    assert next_run.candidates.count() == 1
+
+
+def test_cancel_before_a_worker_takes_the_run_never_starts_it(start_worker, article) -> None:
+    run = run_submit(article=article, model="tiny-sd", seed=1, count=1, width=64, height=64, steps=1)
+    assert run_cancel(run=run)
+    worker = start_worker()
+    later = run_submit(article=article, model="tiny-sd", seed=2, count=1, width=64, height=64, steps=1)
+    wait_finished(later, worker=worker)
+    run.refresh_from_db()
+    assert run.status == GenerationRun.Status.CANCELLED
+    assert run.attempts == 0 and run.started_at is None
+
+
+def _kill_mid_run(start_worker, article, **worker_env: str) -> GenerationRun:
+    worker = start_worker(**worker_env)
+    run = run_submit(article=article, model="tiny-sd", seed=4321, count=3, width=128, height=128, steps=60)
+
+    def midway() -> bool:
+        run.refresh_from_db()
+        return run.status == GenerationRun.Status.RUNNING and run.progress_step >= 3
+
+    wait_for(midway, 90, "the run to be midway", worker)
+    worker.kill_hard()
+    run.refresh_from_db()
+    assert run.status == GenerationRun.Status.RUNNING
+    assert run.attempts == 1
+    return run
+
+
+def test_kill_9_mid_run_then_new_worker_finishes_it_exactly_once(start_worker, article) -> None:
+    run = _kill_mid_run(start_worker, article)
+
+    worker = start_worker()
+    wait_finished(run, worker=worker)
+
+    assert run.status == GenerationRun.Status.SUCCEEDED, run.error
+    assert run.attempts == 2
+    assert sorted(run.candidates.values_list("index", "seed")) == [(0, 4321), (1, 4322), (2, 4323)]
+    assert len(run_files(run)) == 3
+    # The killed cluster's queue entry stays locked; when handed out again it finds nothing to do.
+    assert OrmQ.objects.count() <= 1
+
+
+def test_kill_9_over_the_attempt_limit_fails_with_a_reason(start_worker, article) -> None:
+    run = _kill_mid_run(start_worker, article, HOFFDESK_RUN_MAX_ATTEMPTS="1")
+
+    worker = start_worker(HOFFDESK_RUN_MAX_ATTEMPTS="1")
+    wait_finished(run, worker=worker)
+
+    assert run.status == GenerationRun.Status.FAILED
+    assert "worker stopped" in run.error and "limit is 1" in run.error
+    assert run.candidates.count() == 0
+    assert run_files(run) == []
+
+
+def test_pipeline_error_fails_the_run_with_advice_and_the_worker_goes_on(start_worker, article) -> None:
+    worker = start_worker()
+    # No weights for a real profile on this machine: the load fails inside the worker.
+    broken = run_submit(article=article, model="sdxl-turbo", seed=1, count=1, steps=1)
+    after = run_submit(article=article, model="tiny-sd", seed=1, count=1, width=64, height=64, steps=1)
+
+    wait_finished(broken, worker=worker)
+    wait_finished(after, worker=worker)
+
+    assert broken.status == GenerationRun.Status.FAILED
+    assert "fetch_models sdxl-turbo" in broken.error
+    assert after.status == GenerationRun.Status.SUCCEEDED, after.error
