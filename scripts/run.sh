@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 export DJANGO_SETTINGS_MODULE=hoffdesk_images.settings
 .venv/bin/python manage.py migrate --no-input
+.venv/bin/python manage.py collectstatic --no-input -v 0
 .venv/bin/python manage.py bootstrap
 exec .venv/bin/python -m hoffdesk_images.run
