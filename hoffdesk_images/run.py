@@ -56,7 +56,8 @@ def main() -> int:
         name: subprocess.Popen(command, cwd=ROOT, start_new_session=True)
         for name, command in children_commands(address).items()
     }
-    print(f"[run] dashboard at http://{address}/ with its worker; Ctrl-C stops both", flush=True)
+    pids = ", ".join(f"{name} pid {proc.pid}" for name, proc in processes.items())
+    print(f"[run] dashboard at http://{address}/ with its worker ({pids}); Ctrl-C stops both", flush=True)
     exit_code = 0
     while not stopping:
         dead = [name for name, proc in processes.items() if proc.poll() is not None]

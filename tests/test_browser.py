@@ -1,0 +1,70 @@
+"""An editor in Debian's Chromium: log in, press Generate, watch the run finish, see images."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from gallery.models import Article
+
+pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):  # type: ignore[no-untyped-def]
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/bin/chromium",
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }
+
+
+def test_editor_generates_candidates_and_sees_them_appear(page: Page, live_server, start_worker, django_user_model) -> None:
+    django_user_model.objects.create_user(username="editor", password="editor-pass-123")
+    Article.objects.create(slug="warm-gpu", title="Keeping a GPU warm", summary="Load once, run many.")
+    worker = start_worker()
+
+    page.goto(f"{live_server.url}/")
+    page.get_by_label("Username").fill("editor")
+    page.get_by_label("Password").fill("editor-pass-123")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_test_id("demo-notice")).to_contain_text("placeholders")
+    page.get_by_role("link", name="Keeping a GPU warm").click()
+
+    page.get_by_label("Count").fill("2")
+    page.get_by_label("Seed").fill("1234")
+    page.get_by_label("Width").fill("128")
+    page.get_by_label("Height").fill("128")
+    page.get_by_label("Steps").fill("40")
+    page.get_by_role("button", name="Generate").click()
+
+    status = page.get_by_test_id("run-status").first
+    expect(status).to_have_text("Succeeded", timeout=90_000)
+    images = page.locator(".candidates img")
+    expect(images).to_have_count(2)
+    for i in range(2):
+        assert images.nth(i).evaluate("img => img.complete && img.naturalWidth") == 128
+    expect(page.locator(".candidates figcaption").first).to_contain_text("seed 1234")
+    assert worker.proc.poll() is None
+
+
+def test_bad_values_show_errors_next_to_their_fields(page: Page, live_server, django_user_model) -> None:
+    django_user_model.objects.create_user(username="editor", password="editor-pass-123")
+    Article.objects.create(slug="x", title="X marks", summary="")
+    page.goto(f"{live_server.url}/login/?next=/articles/x/")
+    page.get_by_label("Username").fill("editor")
+    page.get_by_label("Password").fill("editor-pass-123")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Seed").fill("-1")
+    page.get_by_label("Count").fill("50")
+    page.get_by_role("button", name="Generate").click()
+    expect(page.locator('[data-field="seed"]')).to_contain_text("between 0 and 4294967295")
+    expect(page.locator('[data-field="count"]')).to_contain_text("between 1 and 8")
+    expect(page.get_by_text("No runs yet")).to_be_visible()
