@@ -10,7 +10,9 @@ class GenerateForm(forms.Form):
     profile, so the form, the command line and the API refuse bad input the same way."""
 
     model = forms.ChoiceField(choices=profile_choices)
-    prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Blank: made from the article.")
+    prompt = forms.CharField(
+        required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Blank: made from the article."
+    )
     count = forms.CharField(required=False, initial="4")
     seed = forms.CharField(required=False, help_text="Blank: a random seed (always recorded).")
     width = forms.CharField(required=False)

@@ -9,12 +9,17 @@ from django.db.models import Count, Max, Prefetch
 from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
+from django_htmx.middleware import HtmxDetails
 
 from gallery.forms import GenerateForm
 from gallery.models import Article
 from generation.models import Candidate, GenerationRun
 from generation.services import run_cancel as cancel_run
 from generation.services import run_submit
+
+
+class HtmxHttpRequest(HttpRequest):
+    htmx: HtmxDetails
 
 
 @require_GET
@@ -32,7 +37,9 @@ def _article_page(request: HttpRequest, article: Article, form: GenerateForm, st
     runs = article.runs.select_related("preset").prefetch_related(
         Prefetch("candidates", queryset=Candidate.objects.order_by("index"))
     )[:20]
-    return render(request, "gallery/article_detail.html", {"article": article, "form": form, "runs": runs}, status=status)
+    return render(
+        request, "gallery/article_detail.html", {"article": article, "form": form, "runs": runs}, status=status
+    )
 
 
 @require_GET
@@ -68,7 +75,7 @@ def run_card(request: HttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 @login_required
-def run_cancel(request: HttpRequest, pk: int) -> HttpResponse:
+def run_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(GenerationRun, pk=pk)
     cancel_run(run=run)
     if request.htmx:

@@ -19,14 +19,23 @@ class PromptTemplateAdmin(admin.ModelAdmin):
 class CandidateInline(admin.TabularInline):
     model = Candidate
     extra = 0
-    fields = ["index", "seed", "image", "width", "height", "sha256", "review_status"]
+    fields = ("index", "seed", "image", "width", "height", "sha256", "review_status")
     readonly_fields = fields
     can_delete = False
 
 
 @admin.register(GenerationRun)
 class GenerationRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "article", "model_profile", "status", "progress_step", "progress_total", "attempts", "queued_at"]
+    list_display = [
+        "id",
+        "article",
+        "model_profile",
+        "status",
+        "progress_step",
+        "progress_total",
+        "attempts",
+        "queued_at",
+    ]
     list_filter = ["status", "model_profile"]
     readonly_fields = [f.name for f in GenerationRun._meta.fields]
     inlines = [CandidateInline]

@@ -221,14 +221,15 @@ class GenerationRun(models.Model):
 
     def mark_cancelled(self) -> bool:
         """running -> cancelled, by the worker once it has stopped."""
-        return self._transition(
-            self._running_this_attempt(), status=self.Status.CANCELLED, finished_at=timezone.now()
-        )
+        return self._transition(self._running_this_attempt(), status=self.Status.CANCELLED, finished_at=timezone.now())
 
     def request_cancel(self) -> bool:
         """An editor's cancel: a queued run ends at once; a running one stops at its next step."""
         if self._transition(
-            Q(status=self.Status.QUEUED), status=self.Status.CANCELLED, cancel_requested=True, finished_at=timezone.now()
+            Q(status=self.Status.QUEUED),
+            status=self.Status.CANCELLED,
+            cancel_requested=True,
+            finished_at=timezone.now(),
         ):
             return True
         return self._transition(Q(status=self.Status.RUNNING), cancel_requested=True)

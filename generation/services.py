@@ -78,8 +78,7 @@ def _as_float(value: Any, field: str, errors: dict[str, str]) -> float | None:
 def _check_size(profile: ModelProfile, field: str, value: int, errors: dict[str, str]) -> None:
     if not profile.min_size <= value <= profile.max_size:
         errors[field] = (
-            f"{field} must be between {profile.min_size} and {profile.max_size} pixels for "
-            f"{profile.name}, not {value}."
+            f"{field} must be between {profile.min_size} and {profile.max_size} pixels for {profile.name}, not {value}."
         )
     elif value % profile.size_multiple:
         lower = value - value % profile.size_multiple
@@ -300,7 +299,9 @@ def runs_recover_orphaned() -> list[int]:
             continue
         with transaction.atomic():
             if run.requeue_orphaned(limit):
-                logger.warning("run %s: worker %s died; queued again (attempt %s of %s)", run.pk, run.worker, run.attempts, limit)
+                logger.warning(
+                    "run %s: worker %s died; queued again (attempt %s of %s)", run.pk, run.worker, run.attempts, limit
+                )
                 run_enqueue(run)
                 recovered.append(run.pk)
                 continue

@@ -26,7 +26,9 @@ def browser_type_launch_args(browser_type_launch_args):  # type: ignore[no-untyp
     }
 
 
-def test_editor_generates_candidates_and_sees_them_appear(page: Page, live_server, start_worker, django_user_model) -> None:
+def test_editor_generates_candidates_and_sees_them_appear(
+    page: Page, live_server, start_worker, django_user_model
+) -> None:
     django_user_model.objects.create_user(username="editor", password="editor-pass-123")
     Article.objects.create(slug="warm-gpu", title="Keeping a GPU warm", summary="Load once, run many.")
     worker = start_worker()

@@ -104,8 +104,22 @@ def test_run_command_serves_dashboard_with_worker_and_ctrl_c_stops_both(tmp_path
         articles.write_text(json.dumps([{"slug": "hello", "title": "Hello", "summary": "First post"}]))
         assert dashboard.manage("import_articles", str(articles)).returncode == 0
         generated = dashboard.manage(
-            "generate", "hello", "--model", "tiny-sd", "--seed", "1234", "--count", "2", "--width", "128",
-            "--height", "128", "--steps", "3", "--wait", "--json",
+            "generate",
+            "hello",
+            "--model",
+            "tiny-sd",
+            "--seed",
+            "1234",
+            "--count",
+            "2",
+            "--width",
+            "128",
+            "--height",
+            "128",
+            "--steps",
+            "3",
+            "--wait",
+            "--json",
         )
         assert generated.returncode == 0, generated.stderr
         result = json.loads(generated.stdout.strip().splitlines()[-1])

@@ -27,7 +27,13 @@ def test_defaults_just_work_with_sqlite_in_the_data_folder(tmp_path) -> None:
     result = load_settings(tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == [
-        "False", "['127.0.0.1',", "'localhost']", "django.db.backends.sqlite3", "tiny-sd", str(tmp_path / "models"), "IMMEDIATE",
+        "False",
+        "['127.0.0.1',",
+        "'localhost']",
+        "django.db.backends.sqlite3",
+        "tiny-sd",
+        str(tmp_path / "models"),
+        "IMMEDIATE",
     ]
     assert (tmp_path / "secret_key").exists()
 

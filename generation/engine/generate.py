@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,17 +138,19 @@ def generate(
         free_memory()
         raise EngineError(f"{profile.name} failed: {type(exc).__name__}: {exc}") from exc
     inference_seconds = time.perf_counter() - started
-    results = []
-    for index, image in enumerate(images):
-        png = encode_png(image, image_recipe(profile, recipe, pipe, index))
-        results.append(
-            GeneratedImage(
-                index=index,
-                seed=recipe.seeds[index],
-                png=png,
-                sha256=hashlib.sha256(png).hexdigest(),
-                width=image.width,
-                height=image.height,
-            )
+    recipes = [image_recipe(profile, recipe, pipe, index) for index in range(len(images))]
+    # zlib releases the GIL: encoding the batch on threads takes about half the time.
+    with ThreadPoolExecutor(max_workers=min(len(images), os.cpu_count() or 1)) as pool:
+        pngs = list(pool.map(encode_png, images, recipes))
+    results = [
+        GeneratedImage(
+            index=index,
+            seed=recipe.seeds[index],
+            png=png,
+            sha256=hashlib.sha256(png).hexdigest(),
+            width=image.width,
+            height=image.height,
         )
+        for index, (image, png) in enumerate(zip(images, pngs, strict=True))
+    ]
     return GenerationResult(results, load_seconds, inference_seconds)

@@ -18,7 +18,7 @@ from PIL.PngImagePlugin import PngInfo
 RECIPE_CHUNK = "hoffdesk"
 PARAMETERS_CHUNK = "parameters"
 # Candidates are working files; a light deflate keeps encoding far below generation time.
-PNG_COMPRESS_LEVEL = 3
+PNG_COMPRESS_LEVEL = 1
 
 
 def a1111_parameters(recipe: dict[str, Any]) -> str:

@@ -51,7 +51,7 @@ PRESETS = [
     },
 ]
 
-HERO_TEMPLATE = "Hero image for a blog article titled \"{title}\". {summary} Tone: {tone}. {style}"
+HERO_TEMPLATE = 'Hero image for a blog article titled "{title}". {summary} Tone: {tone}. {style}'
 
 
 def add_defaults(apps: Any, schema_editor: Any) -> None:

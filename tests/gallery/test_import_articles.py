@@ -16,8 +16,22 @@ from gallery.models import Article
 pytestmark = pytest.mark.django_db
 
 RECORDS = [
-    {"slug": "nf4", "title": "FLUX in 4 bits", "summary": "It fits.", "content_type": "technical", "tone": "curious", "series": "local ai"},
-    {"slug": "turbo", "title": "SDXL Turbo thumbnails", "summary": "Fast.", "content_type": "quick_tip", "tone": "brisk", "series": ""},
+    {
+        "slug": "nf4",
+        "title": "FLUX in 4 bits",
+        "summary": "It fits.",
+        "content_type": "technical",
+        "tone": "curious",
+        "series": "local ai",
+    },
+    {
+        "slug": "turbo",
+        "title": "SDXL Turbo thumbnails",
+        "summary": "Fast.",
+        "content_type": "quick_tip",
+        "tone": "brisk",
+        "series": "",
+    },
 ]
 
 

@@ -46,7 +46,9 @@ def test_demo_mode_says_images_are_placeholders(editor_client, article) -> None:
     assert b"random-weight" in response.content
 
 
-def test_generate_queues_a_run_and_returns_to_the_article(editor_client, article, editor, django_capture_on_commit_callbacks) -> None:
+def test_generate_queues_a_run_and_returns_to_the_article(
+    editor_client, article, editor, django_capture_on_commit_callbacks
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         response = editor_client.post(
             reverse("gallery:run_create", args=[article.slug]),

@@ -96,3 +96,20 @@ def test_candidate_review_transitions(run, editor) -> None:
     assert not candidate.reject(by=editor)
     assert candidate.unpublish(by=editor)
     assert candidate.review_status == Candidate.Review.UNPUBLISHED
+
+
+def test_migrations_load_the_default_presets_and_hero_template(article) -> None:
+    from generation.models import PromptTemplate, StylePreset
+    from generation.services import preset_for_article, prompt_for_article
+
+    assert set(StylePreset.objects.values_list("slug", flat=True)) == {
+        "technical-deep-dive",
+        "tutorial",
+        "personal-story",
+        "quick-tip",
+    }
+    preset = preset_for_article(article)
+    assert preset is not None and preset.slug == "technical-deep-dive"
+    prompt, template = prompt_for_article(article, preset)
+    assert template == PromptTemplate.objects.get(name="hero", version=1)
+    assert article.title in prompt and "photorealistic" in prompt

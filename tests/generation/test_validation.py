@@ -42,7 +42,9 @@ def assert_nothing_queued() -> None:
 
 
 @pytest.mark.parametrize(("kwargs", "field", "message"), BAD_INPUT)
-def test_run_submit_refuses_bad_input_naming_the_field(article, django_capture_on_commit_callbacks, kwargs, field, message) -> None:
+def test_run_submit_refuses_bad_input_naming_the_field(
+    article, django_capture_on_commit_callbacks, kwargs, field, message
+) -> None:
     kwargs = {"prompt": "a fox", **kwargs}
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(ValidationError) as caught:
         run_submit(article=article, **kwargs)

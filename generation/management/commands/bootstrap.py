@@ -35,4 +35,6 @@ class Command(BaseCommand):
                 )
             )
         else:
-            self.stdout.write(f"Created the admin account '{options['username']}' (password from HOFFDESK_ADMIN_PASSWORD).")
+            self.stdout.write(
+                f"Created the admin account '{options['username']}' (password from HOFFDESK_ADMIN_PASSWORD)."
+            )

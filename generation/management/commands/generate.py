@@ -54,7 +54,10 @@ class Command(BaseCommand):
                 self.stdout.write(json.dumps({"run": None, "status": "invalid", "error": str(exc), "candidates": []}))
             raise
         if not as_json:
-            self.stdout.write(f"queued run {run.pk}: {run.model_profile}, {run.count} x {run.width}x{run.height}, seeds {run.base_seed}..{run.seeds[-1]}")
+            self.stdout.write(
+                f"queued run {run.pk}: {run.model_profile}, {run.count} x {run.width}x{run.height}, "
+                f"seeds {run.base_seed}..{run.seeds[-1]}"
+            )
         if options["wait"]:
             run = self._wait(run)
         if as_json:
@@ -82,19 +85,26 @@ class Command(BaseCommand):
             )
         except ValidationError as exc:
             lines = [f"--{field}: {msg}" for field, msgs in exc.message_dict.items() for msg in msgs]
-            raise CommandError("invalid arguments, nothing queued:\n" + "\n".join(lines), returncode=EXIT_INVALID) from None
+            raise CommandError(
+                "invalid arguments, nothing queued:\n" + "\n".join(lines), returncode=EXIT_INVALID
+            ) from None
 
     def _wait(self, run: GenerationRun) -> GenerationRun:
         from tqdm import tqdm
 
         bar = tqdm(total=run.steps, desc=f"run {run.pk}", unit="step", file=self.stderr._out, leave=True)
+        hinted = False
+        waiting_since = time.monotonic()
         try:
             while not run.is_finished:
                 time.sleep(0.2)
                 run.refresh_from_db()
-                bar.set_postfix_str(run.status)
-                bar.n = run.progress_step
-                bar.refresh()
+                if (bar.n, bar.postfix) != (run.progress_step, run.status):
+                    bar.n = run.progress_step
+                    bar.set_postfix_str(run.status)
+                if run.status == GenerationRun.Status.QUEUED and not hinted and time.monotonic() - waiting_since > 15:
+                    hinted = True
+                    bar.write("still queued: is a worker running? (`make run` starts one, or `manage.py qcluster`)")
         except KeyboardInterrupt:
             bar.close()
             raise CommandError(f"stopped waiting; run {run.pk} goes on in the worker") from None
