@@ -1,12 +1,16 @@
-"""Worker start: recover runs that a dead worker left ``running``."""
+"""Worker start: recover runs that a dead worker left ``running``; file cleanup on delete."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from django.db import transaction
+from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django_q.signals import post_spawn
+
+from generation.models import Candidate
 
 logger = logging.getLogger(__name__)
 
@@ -22,3 +26,13 @@ def recover_runs_on_worker_start(sender: Any, proc_name: str, **kwargs: Any) -> 
         return
     if recovered:
         logger.warning("%s recovered runs %s left by a dead worker", proc_name, recovered)
+
+
+@receiver(post_delete, sender=Candidate)
+def delete_candidate_file(sender: Any, instance: Candidate, **kwargs: Any) -> None:
+    """A deleted candidate (or its run or article) takes its image file along, after commit,
+    so a rolled-back delete never loses a file."""
+    name = instance.image.name
+    if name:
+        storage = instance.image.storage
+        transaction.on_commit(lambda: storage.delete(name))

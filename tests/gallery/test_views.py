@@ -103,3 +103,14 @@ def test_candidate_image_is_served_to_a_logged_in_user(editor_client, article) -
     assert response["Content-Type"] == "image/png"
     assert b"".join(response.streaming_content) == b"\x89PNG fake"
     assert "private" in response["Cache-Control"]
+
+
+def test_deleting_an_article_deletes_its_candidate_files_after_commit(article, django_capture_on_commit_callbacks) -> None:
+    run = run_submit(article=article, model="tiny-sd", seed=1, count=1)
+    storage = candidate_storage()
+    name = storage.save("runs/delete-me/00.png", ContentFile(b"png"))
+    Candidate.objects.create(run=run, index=0, seed=1, image=name, width=8, height=8, sha256="0" * 64)
+    with django_capture_on_commit_callbacks(execute=True):
+        article.delete()
+    assert not storage.exists(name)
+    assert Candidate.objects.count() == 0
