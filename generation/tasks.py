@@ -87,7 +87,20 @@ def run_generate(run_id: int) -> str:
     if run is None:
         return "gone"
     if not run.claim(settings.HOFFDESK_RUN_MAX_ATTEMPTS):
+        logger.info("run %s not claimed: it is %s", run_id, run.status)
         return f"not claimed: {run.status}"
+    logger.info(
+        "run %s: %s x %sx%s with %s, %s steps, seeds %s..%s (attempt %s)",
+        run.pk,
+        run.count,
+        run.width,
+        run.height,
+        run.model_profile,
+        run.steps,
+        run.base_seed,
+        run.seeds[-1],
+        run.attempts,
+    )
     heartbeat = _Heartbeat(run)
     heartbeat.start()
     try:
@@ -115,6 +128,7 @@ def _execute(run: GenerationRun) -> str:
     try:
         result = generate(engine_cache(), profile, recipe, _progress_reporter(run))
     except Cancelled:
+        logger.info("run %s stopped at step %s", run.pk, run.progress_step)
         run.refresh_from_db()
         if run.cancel_requested and run.mark_cancelled():
             run_discard_files(run=run)
@@ -156,6 +170,9 @@ def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
                     sha256=image.sha256,
                 )
                 for image, name in zip(result.images, names, strict=True)
+            )
+            logger.info(
+                "run %s succeeded: load %.2f s, pipeline %.2f s", run.pk, result.load_seconds, result.inference_seconds
             )
             return "succeeded"
     run.refresh_from_db()

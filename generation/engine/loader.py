@@ -65,7 +65,7 @@ def load_pipeline(profile: ModelProfile, models_dir: Path, device: str) -> Any:
 
     pipeline_class = getattr(diffusers, profile.pipeline_class)
     source = weights_source(profile, models_dir)
-    kwargs: dict[str, Any] = {"torch_dtype": DTYPES[profile.dtype] if device == "cuda" else torch.float32}
+    kwargs: dict[str, Any] = {"dtype": DTYPES[profile.dtype] if device == "cuda" else torch.float32}
     quantization = _quantization_config(profile) if device == "cuda" else None
     if quantization is not None:
         kwargs["quantization_config"] = quantization

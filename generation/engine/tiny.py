@@ -19,7 +19,7 @@ import torch
 
 INIT_SEED = 20260421
 BUILD_MARKER = "hoffdesk-tiny.json"
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -121,7 +121,9 @@ def build_tiny_sd() -> Any:
         text_encoder=CLIPTextModel(_clip_text_config(projection=False)),
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear"),
+        scheduler=EulerDiscreteScheduler(
+            beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1
+        ),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -105,7 +105,9 @@ def test_candidate_image_is_served_to_a_logged_in_user(editor_client, article) -
     assert "private" in response["Cache-Control"]
 
 
-def test_deleting_an_article_deletes_its_candidate_files_after_commit(article, django_capture_on_commit_callbacks) -> None:
+def test_deleting_an_article_deletes_its_candidate_files_after_commit(
+    article, django_capture_on_commit_callbacks
+) -> None:
     run = run_submit(article=article, model="tiny-sd", seed=1, count=1)
     storage = candidate_storage()
     name = storage.save("runs/delete-me/00.png", ContentFile(b"png"))

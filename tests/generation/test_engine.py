@@ -149,3 +149,23 @@ def test_a_real_profile_without_weights_says_how_to_get_them(models_dir: Path) -
     cache = PipelineCache(models_dir, device="cpu")
     with pytest.raises(ModelUnavailable, match="fetch_models flux-dev-nf4"):
         cache.get(get_profile("flux-dev-nf4"))
+
+
+class _PipeThatRunsOutOfMemory:
+    """Fault injection: a CPU machine cannot run out of GPU memory, so this stands in for a
+    pipeline whose call raises what torch raises on a full card."""
+
+    scheduler = None
+
+    def __call__(self, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+def test_out_of_gpu_memory_fails_with_advice_an_editor_can_act_on(models_dir: Path) -> None:
+    from generation.engine.loader import EngineError
+
+    cache = PipelineCache(models_dir, device="cpu")
+    profile = get_profile("tiny-sd")
+    cache.put(profile, _PipeThatRunsOutOfMemory())
+    with pytest.raises(EngineError, match=r"Out of GPU memory making 2 images at 128x128 with tiny-sd\. Try fewer"):
+        generate(cache, profile, recipe("tiny-sd"))

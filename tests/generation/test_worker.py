@@ -181,3 +181,39 @@ def test_pipeline_error_fails_the_run_with_advice_and_the_worker_goes_on(start_w
     assert broken.status == GenerationRun.Status.FAILED
     assert "fetch_models sdxl-turbo" in broken.error
     assert after.status == GenerationRun.Status.SUCCEEDED, after.error
+
+
+def test_generate_wait_exits_1_and_reports_the_failure_as_json(start_worker, article) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from django.db import connection
+
+    from tests.conftest import ROOT
+
+    worker = start_worker()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "generate",
+            article.slug,
+            "--model",
+            "sdxl-turbo",
+            "--steps",
+            "1",
+            "--wait",
+            "--json",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1, (result.stdout, result.stderr, worker.output()[-2000:])
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["status"] == "failed" and "fetch_models sdxl-turbo" in last["error"]
+    assert last["candidates"] == []
+    assert "run " in result.stderr  # the progress bar
