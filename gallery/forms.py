@@ -13,9 +13,9 @@ class GenerateForm(forms.Form):
     prompt = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Blank: made from the article."
     )
-    count = forms.CharField(required=False, initial="4")
+    count = forms.CharField(required=False, initial="4", help_text="1 to 8 candidates.")
     seed = forms.CharField(required=False, help_text="Blank: a random seed (always recorded).")
-    width = forms.CharField(required=False)
-    height = forms.CharField(required=False)
-    steps = forms.CharField(required=False)
-    guidance = forms.CharField(required=False)
+    width = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
+    height = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
+    steps = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
+    guidance = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))

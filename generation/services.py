@@ -168,7 +168,7 @@ def run_validate(
 def prompt_for_article(article: Any, preset: StylePreset | None = None) -> tuple[str, PromptTemplate | None]:
     """The default prompt: the newest ``hero`` template filled in from the article and preset."""
     template = PromptTemplate.objects.filter(name=DEFAULT_PROMPT_TEMPLATE).order_by("-version").first()
-    style = ", ".join(filter(None, [preset.art_direction, preset.prompt_suffix])) if preset else ""
+    style = preset.prompt_suffix if preset else ""
     values = {"title": article.title, "summary": article.summary, "tone": article.tone, "style": style}
     text = template.render(**values) if template else FALLBACK_PROMPT.format(**values)
     return " ".join(text.split()), template

@@ -4,14 +4,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian's Chromium for the Playwright browser tests (Playwright's own browser download is not
-# reachable here). Installed only when missing; needs root or sudo.
-if ! command -v chromium >/dev/null 2>&1; then
+# System packages, installed only when missing (needs root or sudo): Debian's Chromium for the
+# Playwright browser tests (Playwright's own browser download is not reachable here), and
+# PostgreSQL for the tests that run again on it.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "[test] installing Debian's chromium"
+  echo "[test] installing Debian packages: ${missing[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 EXTRAS=test source scripts/setup.sh
@@ -27,5 +31,6 @@ echo "[test] ruff"
 .venv/bin/ruff format --check .
 echo "[test] mypy"
 .venv/bin/mypy .
-echo "[test] pytest"
+echo "[test] pytest on SQLite"
 .venv/bin/python -m pytest "$@"
+bash scripts/test-postgres.sh

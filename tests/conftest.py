@@ -22,12 +22,21 @@ ROOT = Path(__file__).resolve().parent.parent
 TORCH_THREADS = "2"
 
 
+def database_url() -> str:
+    """A URL for the database this test runs on (the test database), for child processes."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
 def worker_env(**overrides: str) -> dict[str, str]:
     """The environment of a worker process that shares this test's database and folders."""
     env = dict(os.environ)
     env.update(
         {
-            "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}",
+            "DATABASE_URL": database_url(),
             "HOFFDESK_DATA_DIR": str(settings.DATA_DIR),
             "HOFFDESK_MODELS_DIR": str(settings.HOFFDESK_MODELS_DIR),
             "HOFFDESK_TORCH_THREADS": TORCH_THREADS,

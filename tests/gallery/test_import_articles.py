@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from gallery.models import Article
+from tests.conftest import database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -93,8 +95,6 @@ def test_not_json_or_not_an_array_is_a_clear_error(tmp_path) -> None:
 
 
 def test_dash_reads_standard_input(transactional_db) -> None:
-    from django.db import connection
-
     root = Path(__file__).resolve().parent.parent.parent
     result = subprocess.run(
         [sys.executable, "manage.py", "import_articles", "-"],
@@ -102,7 +102,7 @@ def test_dash_reads_standard_input(transactional_db) -> None:
         cwd=root,
         capture_output=True,
         text=True,
-        env={**__import__("os").environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}"},
+        env={**os.environ, "DATABASE_URL": database_url()},
         timeout=60,
     )
     assert result.returncode == 0, result.stderr

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,7 +19,7 @@ from gallery.models import Article
 from generation.engine.metadata import parse_a1111_parameters, read_png_text, read_recipe
 from generation.models import GenerationRun
 from generation.services import run_cancel, run_submit
-from tests.conftest import wait_finished, wait_for
+from tests.conftest import ROOT, database_url, wait_finished, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -184,14 +187,6 @@ def test_pipeline_error_fails_the_run_with_advice_and_the_worker_goes_on(start_w
 
 
 def test_generate_wait_exits_1_and_reports_the_failure_as_json(start_worker, article) -> None:
-    import os
-    import subprocess
-    import sys
-
-    from django.db import connection
-
-    from tests.conftest import ROOT
-
     worker = start_worker()
     result = subprocess.run(
         [
@@ -207,7 +202,7 @@ def test_generate_wait_exits_1_and_reports_the_failure_as_json(start_worker, art
             "--json",
         ],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": f"sqlite:///{connection.settings_dict['NAME']}"},
+        env={**os.environ, "DATABASE_URL": database_url()},
         capture_output=True,
         text=True,
         timeout=120,

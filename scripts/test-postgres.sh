@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs the database-facing tests again on a real PostgreSQL: a throw-away server on
+# 127.0.0.1:54329, started here and stopped on exit. Called by scripts/test.sh; needs Debian's
+# postgresql package (scripts/test.sh installs it) and, as root, the postgres system user.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+PGPORT=${HOFFDESK_TEST_PG_PORT:-54329}
+PGDIR=$(mktemp -d /tmp/hoffdesk-pg.XXXXXX)
+AS=()
+if [ "$(id -u)" -eq 0 ]; then
+  chown postgres: "$PGDIR"
+  AS=(runuser -u postgres --)
+fi
+stop() {
+  "${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$PGDIR"
+}
+trap stop EXIT
+
+"${AS[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -A trust -U hoffdesk >/dev/null
+"${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w \
+  -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+
+echo "[test] pytest on PostgreSQL ($("$PGBIN/postgres" --version))"
+DATABASE_URL="postgres://hoffdesk@127.0.0.1:$PGPORT/hoffdesk" \
+  .venv/bin/python -m pytest tests/generation tests/gallery "$@"
