@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from django.http import HttpRequest
 
 from generation.models import Candidate, GenerationRun, PromptTemplate, StylePreset
 
@@ -39,3 +40,7 @@ class GenerationRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "model_profile"]
     readonly_fields = [f.name for f in GenerationRun._meta.fields]
     inlines = [CandidateInline]
+    search_fields = ["prompt", "article__title", "article__slug"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # runs are made through the dashboard, the command line or the API

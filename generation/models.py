@@ -15,7 +15,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from generation.profiles import MAX_SEED
+from generation.profiles import MAX_SEED, profile_choices
 
 
 class ContentType(models.TextChoices):
@@ -32,7 +32,10 @@ class StylePreset(models.Model):
     slug = models.SlugField(max_length=80, unique=True)
     description = models.TextField(blank=True)
     model_profile = models.CharField(
-        max_length=40, blank=True, help_text="Blank uses the site's default model (HOFFDESK_DEFAULT_MODEL)."
+        max_length=40,
+        blank=True,
+        choices=profile_choices,
+        help_text="Blank uses the site's default model (HOFFDESK_DEFAULT_MODEL).",
     )
     prompt_suffix = models.TextField(blank=True)
     negative_prompt = models.TextField(blank=True)

@@ -19,6 +19,7 @@ from gallery.models import Article
 from generation.engine.metadata import parse_a1111_parameters, read_png_text, read_recipe
 from generation.models import GenerationRun
 from generation.services import run_cancel, run_submit
+from generation.tasks import run_generate
 from tests.conftest import ROOT, database_url, wait_finished, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -156,8 +157,12 @@ def test_kill_9_mid_run_then_new_worker_finishes_it_exactly_once(start_worker, a
     assert run.attempts == 2
     assert sorted(run.candidates.values_list("index", "seed")) == [(0, 4321), (1, 4322), (2, 4323)]
     assert len(run_files(run)) == 3
-    # The killed cluster's queue entry stays locked; when handed out again it finds nothing to do.
-    assert OrmQ.objects.count() <= 1
+    # The killed cluster's queue entry stays locked in the broker (the recovery's entry is
+    # acknowledged once its task returns) ...
+    wait_for(lambda: OrmQ.objects.count() == 1, 30, "the recovery's task to be acknowledged", worker)
+    # ... and when it is handed out again, it finds the run finished and writes nothing.
+    assert run_generate(run.pk) == "not claimed: succeeded"
+    assert run.candidates.count() == 3
 
 
 def test_kill_9_over_the_attempt_limit_fails_with_a_reason(start_worker, article) -> None:
