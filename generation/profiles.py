@@ -65,33 +65,23 @@ def _architecture(folder: str, component: str) -> dict[str, object]:
     return data
 
 
-def _unet_native(folder: str) -> int:
-    """Native edge in pixels: the UNet/transformer sample size times the VAE factor (8)."""
-    sample = _architecture(folder, "unet")["sample_size"]
+def _native_edge(folder: str, component: str, pixels_per_sample: int) -> int:
+    """Native edge in pixels from a published config's ``sample_size``: latent samples times
+    the VAE factor (8) for a UNet or SD3 transformer, pixels already for a VAE."""
+    sample = _architecture(folder, component)["sample_size"]
     assert isinstance(sample, int)
-    return sample * 8
-
-
-def _vae_native(folder: str) -> int:
-    sample = _architecture(folder, "vae")["sample_size"]
-    assert isinstance(sample, int)
-    return sample
-
-
-def _sd3_native() -> int:
-    sample = _architecture("sd3-medium", "transformer")["sample_size"]
-    assert isinstance(sample, int)
-    return sample * 8
+    return sample * pixels_per_sample
 
 
 @cache
 def all_profiles() -> dict[str, ModelProfile]:
     """Every profile by name, the real ones first and the tiny offline ones last."""
-    flux_dev = _vae_native("flux1-dev")
-    flux_schnell = _vae_native("flux1-schnell")
-    sdxl = _unet_native("sdxl-base-1.0")
-    turbo = _unet_native("sdxl-turbo")
-    sd3 = _sd3_native()
+    # The FLUX transformer config has no sample size; its VAE config says 1024 px.
+    flux_dev = _native_edge("flux1-dev", "vae", 1)
+    flux_schnell = _native_edge("flux1-schnell", "vae", 1)
+    sdxl = _native_edge("sdxl-base-1.0", "unet", 8)
+    turbo = _native_edge("sdxl-turbo", "unet", 8)
+    sd3 = _native_edge("sd3-medium", "transformer", 8)
     profiles = [
         ModelProfile(
             name="flux-dev-nf4",

@@ -78,8 +78,11 @@ def test_running_card_polls_and_finished_card_stops(editor_client, article) -> N
     run = run_submit(article=article, model="tiny-sd", seed=1, count=1)
     response = editor_client.get(reverse("gallery:run_card", args=[run.pk]), headers={"HX-Request": "true"})
     assert b'hx-trigger="every 1s"' in response.content
+    assert b"waiting for the worker" in response.content
     assert b"<html" not in response.content  # just the partial
     run.claim(max_attempts=3)
+    response = editor_client.get(reverse("gallery:run_card", args=[run.pk]), headers={"HX-Request": "true"})
+    assert b"loading tiny-sd" in response.content
     run.succeed(load_seconds=0, gpu_seconds=0)
     response = editor_client.get(reverse("gallery:run_card", args=[run.pk]), headers={"HX-Request": "true"})
     assert b"hx-trigger" not in response.content
