@@ -121,6 +121,13 @@ def generate(
     on_step: ProgressCallback | None = None,
 ) -> GenerationResult:
     """Make the run's images as PNG bytes with provenance, or raise ``EngineError``/``Cancelled``."""
+    if profile.is_big and cache.device == "cpu":
+        # A real model on the CPU would need tens of GB of RAM and hours: refuse before loading.
+        raise EngineError(
+            f"{profile.name} needs an NVIDIA GPU with CUDA, and this worker's torch ({torch.__version__}) "
+            "sees none. On the GPU box install a CUDA build of torch (HOFFDESK_TORCH_SPEC, see "
+            "docs/models.md); for the offline demo use a tiny-* profile."
+        )
     pipe, load_seconds = cache.get(profile)
     started = time.perf_counter()
     try:

@@ -119,3 +119,26 @@ def test_deleting_an_article_deletes_its_candidate_files_after_commit(
         article.delete()
     assert not storage.exists(name)
     assert Candidate.objects.count() == 0
+
+
+def test_article_page_with_many_runs_and_candidates_in_a_fixed_number_of_queries(
+    editor_client, article, django_assert_max_num_queries
+) -> None:
+    for seed in range(6):
+        run = run_submit(article=article, model="tiny-sd", seed=seed, count=2)
+        run.claim(max_attempts=3)
+        run.succeed(load_seconds=0, gpu_seconds=0)
+        for index in range(2):
+            Candidate.objects.create(
+                run=run,
+                index=index,
+                seed=seed + index,
+                image=f"runs/{seed}/{index}.png",
+                width=8,
+                height=8,
+                sha256="0" * 64,
+            )
+    with django_assert_max_num_queries(6):
+        response = editor_client.get(article.get_absolute_url())
+    assert response.status_code == 200
+    assert response.content.count(b"<figure>") == 12

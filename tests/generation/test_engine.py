@@ -169,3 +169,12 @@ def test_out_of_gpu_memory_fails_with_advice_an_editor_can_act_on(models_dir: Pa
     cache.put(profile, _PipeThatRunsOutOfMemory())
     with pytest.raises(EngineError, match=r"Out of GPU memory making 2 images at 128x128 with tiny-sd\. Try fewer"):
         generate(cache, profile, recipe("tiny-sd"))
+
+
+def test_a_real_profile_on_a_worker_without_cuda_is_refused_before_loading(models_dir: Path) -> None:
+    from generation.engine.loader import EngineError
+
+    cache = PipelineCache(models_dir, device="cpu")
+    with pytest.raises(EngineError, match="flux-dev-nf4 needs an NVIDIA GPU with CUDA"):
+        generate(cache, get_profile("flux-dev-nf4"), recipe("flux-dev-nf4", size=1024))
+    assert cache.loaded() == []
