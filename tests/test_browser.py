@@ -6,6 +6,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from gallery.models import Article
+from generation.models import GenerationRun
+from generation.services import run_submit
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -70,3 +72,25 @@ def test_bad_values_show_errors_next_to_their_fields(page: Page, live_server, dj
     expect(page.locator('[data-field="seed"]')).to_contain_text("between 0 and 4294967295")
     expect(page.locator('[data-field="count"]')).to_contain_text("between 1 and 8")
     expect(page.get_by_text("No runs yet")).to_be_visible()
+
+
+def test_cancel_button_stops_a_running_run_without_a_page_load(
+    page: Page, live_server, start_worker, django_user_model
+) -> None:
+    django_user_model.objects.create_user(username="editor", password="editor-pass-123")
+    article = Article.objects.create(slug="long", title="A long run", summary="")
+    start_worker()
+    run = run_submit(article=article, model="tiny-sd", seed=3, count=2, width=128, height=128, steps=1000)
+
+    page.goto(f"{live_server.url}/login/?next=/articles/long/")
+    page.get_by_label("Username").fill("editor")
+    page.get_by_label("Password").fill("editor-pass-123")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_test_id("run-status").first).to_have_text("Running", timeout=60_000)
+    page.evaluate("window.notReloaded = true")
+    page.get_by_role("button", name="Cancel").click()
+
+    expect(page.get_by_test_id("run-status").first).to_have_text("Cancelled", timeout=30_000)
+    assert page.evaluate("window.notReloaded") is True  # swapped by htmx, not a new page
+    run.refresh_from_db()
+    assert run.status == GenerationRun.Status.CANCELLED and run.candidates.count() == 0
