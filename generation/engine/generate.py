@@ -128,7 +128,13 @@ def generate(
             "sees none. On the GPU box install a CUDA build of torch (HOFFDESK_TORCH_SPEC, see "
             "docs/models.md); for the offline demo use a tiny-* profile."
         )
-    pipe, load_seconds = cache.get(profile)
+    try:
+        pipe, load_seconds = cache.get(profile)
+    except EngineError:
+        raise
+    except Exception as exc:
+        free_memory()
+        raise EngineError(f"Could not load {profile.name}: {type(exc).__name__}: {exc}") from exc
     started = time.perf_counter()
     try:
         images = run_pipeline(pipe, profile, recipe, on_step)

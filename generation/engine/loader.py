@@ -8,6 +8,7 @@ Tiny profiles are a few MB and stay.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,11 @@ def weights_source(profile: ModelProfile, models_dir: Path) -> str:
 def _quantization_config(profile: ModelProfile) -> Any:
     if profile.quantization != "nf4":
         return None
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise EngineError(
+            f"{profile.name} is quantized to 4-bit nf4 by bitsandbytes, which is not installed in this "
+            "worker's environment: install the gpu extra (pip install -e '.[gpu]') and restart the worker."
+        )
     from diffusers.quantizers import PipelineQuantizationConfig
 
     return PipelineQuantizationConfig(

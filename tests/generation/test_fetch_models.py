@@ -38,7 +38,17 @@ def test_unknown_profile_names_the_choices() -> None:
         call_command("fetch_models", "dall-e")
 
 
-def test_flux_dev_is_quantized_to_nf4_in_its_transformer_and_t5() -> None:
+def test_flux_dev_is_quantized_to_nf4_in_its_transformer_and_t5(monkeypatch) -> None:
+    import importlib.util
+
+    from generation.engine import loader
+
+    # bitsandbytes belongs to the gpu extra and cannot quantize without CUDA; what is checked
+    # here is the configuration handed to diffusers.
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        loader.importlib.util, "find_spec", lambda name: object() if name == "bitsandbytes" else real_find_spec(name)
+    )
     config = _quantization_config(get_profile("flux-dev-nf4"))
     assert config.quant_backend == "bitsandbytes_4bit"
     assert config.components_to_quantize == ["transformer", "text_encoder_2"]
@@ -53,3 +63,17 @@ def test_profiles_take_native_sizes_from_the_vendored_architectures() -> None:
     assert get_profile("sdxl-turbo").native_width == 512
     assert get_profile("sd3-medium").native_width == 1024
     assert settings.HOFFDESK_DEFAULT_MODEL == "tiny-sd"
+
+
+def test_nf4_without_bitsandbytes_says_to_install_the_gpu_extra(monkeypatch) -> None:
+    import importlib.util
+
+    from generation.engine import loader
+    from generation.engine.loader import EngineError
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        loader.importlib.util, "find_spec", lambda name: None if name == "bitsandbytes" else real_find_spec(name)
+    )
+    with pytest.raises(EngineError, match=r"install the gpu extra"):
+        _quantization_config(get_profile("flux-dev-nf4"))
