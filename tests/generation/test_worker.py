@@ -224,3 +224,25 @@ def test_generate_wait_exits_1_and_reports_the_failure_as_json(start_worker, art
     assert last["status"] == "failed" and expected_sdxl_turbo_failure() in last["error"]
     assert last["candidates"] == []
     assert "run " in result.stderr  # the progress bar
+
+
+def test_editors_write_while_the_worker_writes_progress_without_database_locks(start_worker, article) -> None:
+    # Progress on every step: the worker writes as often as it can while this process writes too.
+    worker = start_worker(HOFFDESK_PROGRESS_INTERVAL="0")
+    long_run = run_submit(article=article, model="tiny-sd", seed=9, count=1, width=64, height=64, steps=1000)
+    wait_for(
+        lambda: GenerationRun.objects.filter(pk=long_run.pk, progress_step__gte=5).exists(),
+        60,
+        "progress writes",
+        worker,
+    )
+    for seed in range(40):  # each a transaction of its own: create + enqueue, then cancel
+        extra = run_submit(article=article, model="tiny-sd", seed=seed, count=1, width=64, height=64, steps=1)
+        assert run_cancel(run=extra)
+    long_run.refresh_from_db()
+    assert long_run.status == GenerationRun.Status.RUNNING
+    assert run_cancel(run=long_run)
+    wait_finished(long_run, timeout=30, worker=worker)
+    assert long_run.status == GenerationRun.Status.CANCELLED
+    assert "database is locked" not in worker.output()
+    assert GenerationRun.objects.filter(status=GenerationRun.Status.CANCELLED).count() == 41
