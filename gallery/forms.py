@@ -9,7 +9,10 @@ class GenerateForm(forms.Form):
     """The Generate button's options. Values are checked by ``run_validate`` against the model
     profile, so the form, the command line and the API refuse bad input the same way."""
 
-    model = forms.ChoiceField(choices=profile_choices)
+    model = forms.ChoiceField(
+        choices=lambda: [("", "The style preset's model, else the site default"), *profile_choices()],
+        required=False,
+    )
     prompt = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Blank: made from the article."
     )

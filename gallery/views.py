@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Max, Prefetch
@@ -46,7 +45,7 @@ def _article_page(request: HttpRequest, article: Article, form: GenerateForm, st
 @login_required
 def article_detail(request: HttpRequest, slug: str) -> HttpResponse:
     article = get_object_or_404(Article, slug=slug)
-    form = GenerateForm(initial={"model": settings.HOFFDESK_DEFAULT_MODEL, "count": "4"})
+    form = GenerateForm(initial={"count": "4"})
     return _article_page(request, article, form)
 
 

@@ -142,3 +142,17 @@ def test_article_page_with_many_runs_and_candidates_in_a_fixed_number_of_queries
         response = editor_client.get(article.get_absolute_url())
     assert response.status_code == 200
     assert response.content.count(b"<figure>") == 12
+
+
+def test_generate_without_a_model_uses_the_presets_model(
+    editor_client, article, django_capture_on_commit_callbacks
+) -> None:
+    from generation.models import StylePreset
+
+    StylePreset.objects.filter(slug="technical-deep-dive").update(model_profile="tiny-flux")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = editor_client.post(reverse("gallery:run_create", args=[article.slug]), {"model": "", "count": "1"})
+    assert response.status_code == 302
+    run = GenerationRun.objects.get()
+    assert run.model_profile == "tiny-flux" and run.preset is not None and run.preset.slug == "technical-deep-dive"
+    assert (run.width, run.height, run.steps) == (512, 512, 4)
