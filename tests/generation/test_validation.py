@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 from django_q.models import OrmQ
 
+from gallery.models import Article
 from generation.models import GenerationRun
 from generation.profiles import MAX_SEED
 from generation.services import run_submit
+from tests.conftest import ROOT, database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -87,12 +92,22 @@ def test_generate_command_rejects_bad_arguments_and_queues_nothing(article, args
     assert_nothing_queued()
 
 
-def test_generate_command_json_reports_invalid_arguments_on_its_last_line(article) -> None:
-    out = io.StringIO()
-    with pytest.raises(CommandError):
-        call_command("generate", article.slug, "--seed", "x", "--json", stdout=out)
-    last = json.loads(out.getvalue().strip().splitlines()[-1])
-    assert last["run"] is None and last["status"] == "invalid" and "--seed" in last["error"]
+def test_generate_command_json_reports_invalid_arguments_on_the_last_line_of_merged_output(transactional_db) -> None:
+    Article.objects.create(slug="merged", title="Merged output")
+    result = subprocess.run(
+        [sys.executable, "manage.py", "generate", "merged", "--seed", "x", "--count", "0", "--json"],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": database_url()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # 2>&1: the JSON must still come last
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["run"] is None and last["status"] == "invalid"
+    assert "--seed: seed must be a whole number" in last["error"] and "--count" in last["error"]
+    assert "error: invalid arguments" in result.stdout
     assert_nothing_queued()
 
 

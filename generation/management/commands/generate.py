@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -47,12 +48,20 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         as_json = options["json"]
+        # The queue's own INFO lines ("Enqueued ...") are for the worker's log, not this output.
+        logging.getLogger("django-q").setLevel(logging.WARNING)
         try:
             run = self._submit(options)
         except CommandError as exc:
-            if as_json:
-                self.stdout.write(json.dumps({"run": None, "status": "invalid", "error": str(exc), "candidates": []}))
-            raise
+            if not as_json:
+                raise
+            # The message first, the JSON object last: even with stderr merged into stdout, the
+            # last line of the output is the JSON.
+            self.stderr.write(f"error: {exc}")
+            self.stderr.flush()
+            self.stdout.write(json.dumps({"run": None, "status": "invalid", "error": str(exc), "candidates": []}))
+            self.stdout.flush()
+            raise SystemExit(exc.returncode) from None
         if not as_json:
             self.stdout.write(
                 f"queued run {run.pk}: {run.model_profile}, {run.count} x {run.width}x{run.height}, "
