@@ -33,4 +33,4 @@ echo "[test] mypy"
 .venv/bin/mypy .
 echo "[test] pytest on SQLite"
 .venv/bin/python -m pytest "$@"
-bash scripts/test-postgres.sh
+bash scripts/test-postgres.sh "$@"
