@@ -17,7 +17,7 @@ from django.db import close_old_connections, connection, transaction
 
 from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
 from generation.profiles import get_profile
-from generation.services import run_discard_files
+from generation.services import run_discard_files, runs_recover_orphaned
 
 if TYPE_CHECKING:
     from generation.engine.generate import GenerationResult
@@ -83,6 +83,9 @@ def _progress_reporter(run: GenerationRun) -> Any:
 def run_generate(run_id: int) -> str:
     """Claim run ``run_id``, make its candidates and record the outcome."""
     close_old_connections()
+    # Each task also sweeps for runs orphaned by workers elsewhere (silent heartbeat), so a dead
+    # GPU box's run is taken up by any busy worker, not only by one that restarts.
+    runs_recover_orphaned()
     run = GenerationRun.objects.filter(pk=run_id).first()
     if run is None:
         return "gone"

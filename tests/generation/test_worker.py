@@ -246,3 +246,37 @@ def test_editors_write_while_the_worker_writes_progress_without_database_locks(s
     assert long_run.status == GenerationRun.Status.CANCELLED
     assert "database is locked" not in worker.output()
     assert GenerationRun.objects.filter(status=GenerationRun.Status.CANCELLED).count() == 41
+
+
+def test_a_run_orphaned_by_a_worker_on_another_host_is_taken_up_by_a_busy_worker(start_worker, article) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    worker = start_worker()
+    warm_up = run_submit(article=article, model="tiny-sd", seed=10, count=1, width=64, height=64, steps=1)
+    wait_finished(warm_up, worker=worker)  # this worker is up and past its start-time recovery
+    # Another GPU box claimed this run and went silent: its heartbeat is an hour old, and its
+    # queue entry is locked over there, so nothing here would ever hand the run out.
+    orphan = GenerationRun.objects.create(
+        article=article,
+        model_profile="tiny-sd",
+        prompt="an orphan",
+        width=64,
+        height=64,
+        steps=2,
+        guidance=7.0,
+        base_seed=11,
+        count=1,
+        status=GenerationRun.Status.RUNNING,
+        attempts=1,
+        worker="gpu-box-2:4242",
+        heartbeat_at=timezone.now() - timedelta(hours=1),
+    )
+
+    later = run_submit(article=article, model="tiny-sd", seed=12, count=1, width=64, height=64, steps=1)
+    wait_finished(later, worker=worker)
+    wait_finished(orphan, worker=worker)
+
+    assert orphan.status == GenerationRun.Status.SUCCEEDED, orphan.error
+    assert orphan.attempts == 2 and orphan.candidates.count() == 1
