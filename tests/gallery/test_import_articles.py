@@ -92,6 +92,11 @@ def test_not_json_or_not_an_array_is_a_clear_error(tmp_path) -> None:
     assert "JSON array" in err.getvalue()
     with pytest.raises(CommandError, match="cannot read"):
         call_command("import_articles", str(tmp_path / "missing.json"))
+    latin1 = tmp_path / "latin1.json"
+    latin1.write_bytes('[{"slug": "caf\xe9", "title": "Caf\xe9"}]'.encode("latin-1"))
+    with pytest.raises(CommandError, match="is not UTF-8 text"):
+        call_command("import_articles", str(latin1))
+    assert Article.objects.count() == 0
 
 
 def test_dash_reads_standard_input(transactional_db) -> None:

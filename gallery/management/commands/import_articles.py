@@ -25,6 +25,8 @@ class Command(BaseCommand):
             text = sys.stdin.read() if source == "-" else open(source, encoding="utf-8").read()
         except OSError as exc:
             raise CommandError(f"cannot read {source}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise CommandError(f"{source} is not UTF-8 text (byte {exc.start}): save it as UTF-8 JSON") from None
         try:
             records = json.loads(text)
         except json.JSONDecodeError as exc:
