@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
+from generation.models import Candidate, GenerationRun, StylePreset
 from generation.profiles import profile_choices
+from generation.services import CANDIDATE_ONLY_MODES, RegenerateMode
 
 
 class GenerateForm(forms.Form):
@@ -22,3 +26,46 @@ class GenerateForm(forms.Form):
     height = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
     steps = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
     guidance = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
+
+
+class RegenerateForm(forms.Form):
+    """A new run from an old one, prefilled from its recipe. ``run_regenerate`` decides which
+    fields a mode uses and checks the values, so the form only carries them."""
+
+    mode = forms.ChoiceField(widget=forms.RadioSelect)
+    prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    negative_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    preset = forms.ModelChoiceField(queryset=StylePreset.objects.all(), required=False, empty_label="(the run's)")
+    model = forms.ChoiceField(required=False)
+    count = forms.CharField(required=False, help_text="1 to 8 candidates.")
+    steps = forms.CharField(required=False)
+    guidance = forms.CharField(required=False)
+    seed = forms.CharField(required=False, help_text="Used by “Seed typed in”.")
+    variation_strength = forms.CharField(
+        required=False, help_text="Used by “Variations”: 0.05 (close) to 0.5 (far).", label="Variation strength"
+    )
+
+    def __init__(self, *args: Any, run: GenerationRun, candidate: Candidate | None = None, **kwargs: Any) -> None:
+        modes = [(m.value, m.label) for m in RegenerateMode if candidate is not None or m not in CANDIDATE_ONLY_MODES]
+        kwargs.setdefault(
+            "initial",
+            {
+                "mode": RegenerateMode.COMPOSE if candidate is not None else RegenerateMode.MORE,
+                "prompt": run.prompt,
+                "negative_prompt": run.negative_prompt,
+                "preset": run.preset_id,
+                "model": run.model_profile,
+                "count": run.count,
+                "steps": run.steps,
+                "guidance": run.guidance,
+                "seed": candidate.seed if candidate is not None else run.base_seed,
+                "variation_strength": "0.15",
+            },
+        )
+        super().__init__(*args, **kwargs)
+        mode_field = self.fields["mode"]
+        assert isinstance(mode_field, forms.ChoiceField)
+        mode_field.choices = modes
+        model_field = self.fields["model"]
+        assert isinstance(model_field, forms.ChoiceField)
+        model_field.choices = profile_choices()

@@ -7,8 +7,10 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from gallery.models import Article
+from generation.models import Candidate, ReviewEvent
 
 IMPORT_FIELDS = ("slug", "title", "summary", "content_type", "tone", "series")
 
@@ -76,3 +78,78 @@ def articles_import(*, records: Any) -> ImportReport:
             else:
                 report.unchanged.append(article.slug)
     return report
+
+
+class ReviewConflict(Exception):
+    """Another editor decided first; ``candidate`` holds the state they left."""
+
+    def __init__(self, candidate: Candidate, message: str) -> None:
+        self.candidate = candidate
+        super().__init__(message)
+
+
+REVIEW_ACTIONS = {
+    ReviewEvent.Action.APPROVE: Candidate.approve,
+    ReviewEvent.Action.REJECT: Candidate.reject,
+    ReviewEvent.Action.UNDO: Candidate.undo,
+}
+
+
+def candidate_review(
+    *, candidate: Candidate, action: str, by: Any, expected: str | None = None, reason: str = ""
+) -> ReviewEvent:
+    """Approve, reject or undo, and record the decision as an event in the same transaction.
+
+    ``expected`` is the state the editor saw; when someone else changed it first, nothing is
+    written and ``ReviewConflict`` says what happened. Undoing the hero also clears the hero.
+    """
+    transition = REVIEW_ACTIONS.get(action)  # type: ignore[call-overload]
+    if transition is None:
+        raise ValidationError({"action": f"action must be one of {', '.join(REVIEW_ACTIONS)}, not {action!r}."})
+    before = expected or candidate.review_status
+    with transaction.atomic():
+        if not transition(candidate, by, expected=before):
+            candidate.refresh_from_db()
+            raise ReviewConflict(candidate, _conflict_message(candidate, action))
+        event = ReviewEvent.objects.create(
+            candidate=candidate,
+            actor=by,
+            action=action,
+            from_status=before,
+            to_status=candidate.review_status,
+            reason=reason.strip()[:1000],
+        )
+        if candidate.review_status != Candidate.Review.APPROVED:
+            Article.objects.filter(hero_candidate=candidate).update(hero_candidate=None)
+        Article.objects.filter(runs__candidates=candidate).update(updated_at=timezone.now())
+    return event
+
+
+def _conflict_message(candidate: Candidate, action: str) -> str:
+    who = f" by {candidate.reviewed_by}" if candidate.reviewed_by else ""
+    state = candidate.get_review_status_display().lower()
+    verb = {"approve": "approve", "reject": "reject", "undo": "undo"}[action]
+    return f"Could not {verb}: this candidate is now {state}{who}. Nothing was changed; look again and decide."
+
+
+def article_set_hero(*, article: Article, candidate: Candidate, by: Any) -> ReviewEvent:
+    """Make an approved candidate of this article its hero, recorded as an event."""
+    if candidate.run.article_id != article.pk:
+        raise ValidationError({"candidate": "That candidate belongs to another article."})
+    with transaction.atomic():
+        # Lock the candidate's review state for the transaction: no one can reject it meanwhile.
+        still_approved = Candidate.objects.select_for_update().filter(
+            pk=candidate.pk, review_status__in=[Candidate.Review.APPROVED, Candidate.Review.PUBLISHED]
+        )
+        if not still_approved.exists():
+            candidate.refresh_from_db()
+            raise ReviewConflict(candidate, "Only an approved candidate can be the hero; approve it first.")
+        Article.objects.filter(pk=article.pk).update(hero_candidate=candidate, updated_at=timezone.now())
+        article.hero_candidate = candidate
+        return ReviewEvent.objects.create(
+            candidate=candidate,
+            actor=by,
+            action=ReviewEvent.Action.HERO,
+            from_status=candidate.review_status,
+            to_status=candidate.review_status,
+        )

@@ -1,56 +1,169 @@
-"""Editorial pages: small views that fetch, call a service and render."""
+"""Editorial pages: small views that fetch, call a model method or a service, and render.
+
+Pages redirect an anonymous visitor to the login page; fragments and files answer 401
+(``gallery.access``). Anything that changes state needs the editors or admins group.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Count, Max, Prefetch
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.core.paginator import Paginator
+from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRefresh
 from django_htmx.middleware import HtmxDetails
 
-from gallery.forms import GenerateForm
+from gallery.access import editor_required, login_required_401
+from gallery.forms import GenerateForm, RegenerateForm
 from gallery.models import Article
-from generation.models import Candidate, GenerationRun
+from gallery.services import ReviewConflict, article_set_hero, candidate_review
+from generation.models import Candidate, GenerationRun, ReviewEvent
 from generation.services import run_cancel as cancel_run
-from generation.services import run_submit
+from generation.services import run_regenerate, run_submit
+from generation.thumbnails import THUMBNAIL_WIDTHS, NoSuchThumbnailWidth, thumbnail_ensure
 
 
 class HtmxHttpRequest(HttpRequest):
     htmx: HtmxDetails
 
 
-@require_GET
+ARTICLES_PER_PAGE = 25
+RUNS_ON_PAGE = 20
+EVENTS_ON_PAGE = 30
+LIST_FILTERS = {
+    "needs-hero": ("Needs a hero", Q(hero_candidate__isnull=True)),
+    "waiting": ("Candidates waiting for review", Q(waiting_count__gt=0)),
+    "approved": ("Has an approved candidate", Q(approved_count__gt=0)),
+    "published": ("Published", Q(has_published=True)),
+}
+LIST_SORTS = {
+    "updated": ("Recently updated", ["-updated_at", "slug"]),
+    "title": ("Title", ["title", "slug"]),
+    "waiting": ("Most waiting", ["-waiting_count", "-updated_at", "slug"]),
+}
+
+
+def _candidates_in(status: str) -> Coalesce:
+    """Per article: how many of its candidates are in ``status`` (a correlated COUNT)."""
+    counted = (
+        Candidate.objects.filter(run__article=OuterRef("pk"), review_status=status)
+        .order_by()
+        .values("run__article")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def _article_rows(q: str, filter_key: str, sort_key: str) -> QuerySet[Article]:
+    newest = Candidate.objects.filter(run__article=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1]
+    published = Candidate.objects.filter(run__article=OuterRef("pk"), review_status=Candidate.Review.PUBLISHED)
+    rows = Article.objects.select_related("hero_candidate").annotate(
+        waiting_count=_candidates_in(Candidate.Review.PENDING),
+        approved_count=_candidates_in(Candidate.Review.APPROVED),
+        newest_candidate_id=Subquery(newest),
+        has_published=Exists(published),
+    )
+    if q:
+        rows = rows.filter(Q(title__icontains=q) | Q(slug__icontains=q))
+    if filter_key in LIST_FILTERS:
+        rows = rows.filter(LIST_FILTERS[filter_key][1])
+    return rows.order_by(*LIST_SORTS.get(sort_key, LIST_SORTS["updated"])[1])
+
+
 @login_required
+@require_GET
 def article_list(request: HttpRequest) -> HttpResponse:
-    articles = Article.objects.annotate(
-        run_count=Count("runs", distinct=True),
-        candidate_count=Count("runs__candidates", distinct=True),
-        last_run_at=Max("runs__queued_at"),
-    ).order_by("-updated_at", "slug")
-    return render(request, "gallery/article_list.html", {"articles": articles})
+    q = request.GET.get("q", "").strip()[:200]
+    filter_key = request.GET.get("filter", "")
+    sort_key = request.GET.get("sort", "updated") if request.GET.get("sort") in LIST_SORTS else "updated"
+    page = Paginator(_article_rows(q, filter_key, sort_key), ARTICLES_PER_PAGE).get_page(request.GET.get("page"))
+    # One query for the thumbnails of articles with no hero: their newest candidate.
+    newest_ids = [getattr(a, "newest_candidate_id", None) for a in page if a.hero_candidate is None]
+    newest = Candidate.objects.only("pk", "sha256", "width", "height", "seed", "run_id").in_bulk(
+        filter(None, newest_ids)
+    )
+    for article in page:
+        article.thumb = article.hero_candidate or newest.get(getattr(article, "newest_candidate_id", None))  # type: ignore[attr-defined]
+    context = {
+        "page": page,
+        "q": q,
+        "filter_key": filter_key if filter_key in LIST_FILTERS else "",
+        "sort_key": sort_key,
+        "filters": {key: label for key, (label, _) in LIST_FILTERS.items()},
+        "sorts": {key: label for key, (label, _) in LIST_SORTS.items()},
+        "query_without_page": _query_without(request, "page"),
+    }
+    return render(request, "gallery/article_list.html", context)
+
+
+def _query_without(request: HttpRequest, key: str) -> str:
+    params = request.GET.copy()
+    params.pop(key, None)
+    return params.urlencode()
+
+
+def _queue_places() -> dict[int, int]:
+    """Place in the GPU queue of every queued run (1 = next), in one query."""
+    queued = GenerationRun.objects.filter(status=GenerationRun.Status.QUEUED).order_by("queued_at", "pk")
+    return {pk: place for place, pk in enumerate(queued.values_list("pk", flat=True), start=1)}
+
+
+def _runs_with_candidates() -> Prefetch:
+    return Prefetch("candidates", queryset=Candidate.objects.select_related("reviewed_by").order_by("index"))
 
 
 def _article_page(request: HttpRequest, article: Article, form: GenerateForm, status: int = 200) -> HttpResponse:
-    runs = article.runs.select_related("preset").prefetch_related(
-        Prefetch("candidates", queryset=Candidate.objects.order_by("index"))
-    )[:20]
-    return render(
-        request, "gallery/article_detail.html", {"article": article, "form": form, "runs": runs}, status=status
+    runs = list(
+        article.runs.select_related("preset", "requested_by", "parent").prefetch_related(_runs_with_candidates())[
+            :RUNS_ON_PAGE
+        ]
     )
+    places = _queue_places() if any(run.status == GenerationRun.Status.QUEUED for run in runs) else {}
+    for run in runs:
+        run.place_in_queue = places.get(run.pk)  # type: ignore[attr-defined]
+    context = {
+        "article": article,
+        "form": form,
+        "runs": runs,
+        "events": _events(article),
+        "thumbnail_widths": THUMBNAIL_WIDTHS,
+    }
+    return render(request, "gallery/article_detail.html", context, status=status)
 
 
-@require_GET
+def _events(article: Article) -> QuerySet[ReviewEvent]:
+    return ReviewEvent.objects.filter(candidate__run__article=article).select_related("actor", "candidate")[
+        :EVENTS_ON_PAGE
+    ]
+
+
 @login_required
+@require_GET
 def article_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    article = get_object_or_404(Article, slug=slug)
+    article = get_object_or_404(Article.objects.select_related("hero_candidate"), slug=slug)
     form = GenerateForm(initial={"count": "4"})
     return _article_page(request, article, form)
 
 
+@login_required_401
+@require_GET
+def article_history(request: HttpRequest, slug: str) -> HttpResponse:
+    """The decision history fragment, reloaded after every review on the page."""
+    article = get_object_or_404(Article, slug=slug)
+    return render(request, "gallery/article_detail.html#history", {"article": article, "events": _events(article)})
+
+
+@editor_required
 @require_POST
-@login_required
 def run_create(request: HttpRequest, slug: str) -> HttpResponse:
     article = get_object_or_404(Article, slug=slug)
     form = GenerateForm(request.POST)
@@ -58,34 +171,171 @@ def run_create(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             run_submit(article=article, requested_by=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            for field, messages in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, messages)
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
         else:
             return redirect(article)
     return _article_page(request, article, form, status=400)
 
 
+def _run_card(request: HttpRequest, run: GenerationRun) -> HttpResponse:
+    if run.status == GenerationRun.Status.QUEUED:
+        run.place_in_queue = _queue_places().get(run.pk)  # type: ignore[attr-defined]
+    article = run.article
+    return render(request, "gallery/article_detail.html#run-card", {"run": run, "article": article})
+
+
+@login_required_401
 @require_GET
-@login_required
 def run_card(request: HttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(GenerationRun.objects.prefetch_related("candidates"), pk=pk)
-    return render(request, "gallery/article_detail.html#run-card", {"run": run})
+    runs = GenerationRun.objects.select_related("article__hero_candidate", "preset", "requested_by", "parent")
+    run = get_object_or_404(runs.prefetch_related(_runs_with_candidates()), pk=pk)
+    return _run_card(request, run)
 
 
+@editor_required
 @require_POST
-@login_required
 def run_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(GenerationRun, pk=pk)
+    run = get_object_or_404(GenerationRun.objects.select_related("article__hero_candidate"), pk=pk)
     cancel_run(run=run)
     if request.htmx:
-        return render(request, "gallery/article_detail.html#run-card", {"run": run})
+        return _run_card(request, run)
     return redirect(run.article)
 
 
+def _candidate(pk: int) -> Candidate:
+    related = ("run__article__hero_candidate", "run__preset", "reviewed_by")
+    return get_object_or_404(Candidate.objects.select_related(*related), pk=pk)
+
+
+@login_required_401
 @require_GET
-@login_required
 def candidate_image(request: HttpRequest, pk: int) -> FileResponse:
-    candidate = get_object_or_404(Candidate, pk=pk)
-    response = FileResponse(candidate.image.open("rb"), content_type="image/png")
+    """The full PNG with its recipe; ``?download=1`` saves it under a name that says what it is."""
+    candidate = _candidate(pk)
+    download = request.GET.get("download") == "1"
+    filename = f"{candidate.run.article.slug}-run{candidate.run_id}-seed{candidate.seed}.png"
+    response = FileResponse(
+        candidate.image.open("rb"), content_type="image/png", as_attachment=download, filename=filename
+    )
     response["Cache-Control"] = "private, max-age=86400"
     return response
+
+
+@login_required_401
+@require_GET
+def candidate_thumbnail(request: HttpRequest, pk: int, version: str, width: int) -> HttpResponseBase:
+    """A WebP thumbnail; its URL holds the PNG's hash, so it may be cached for a year."""
+    candidate = get_object_or_404(Candidate.objects.only("pk", "image", "sha256"), pk=pk)
+    if version != candidate.sha256[:16]:
+        return HttpResponseRedirect(reverse("gallery:candidate_thumbnail", args=[pk, candidate.sha256[:16], width]))
+    try:
+        name = thumbnail_ensure(image_name=str(candidate.image.name), sha256=candidate.sha256, width=width)
+    except NoSuchThumbnailWidth as exc:
+        return HttpResponse(str(exc), status=404, content_type="text/plain")
+    response = FileResponse(candidate.image.storage.open(name, "rb"), content_type="image/webp")
+    response["Cache-Control"] = "private, max-age=31536000, immutable"
+    return response
+
+
+@login_required
+@require_GET
+def candidate_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The full view: its own page, or the lightbox's content when htmx asks."""
+    candidate = _candidate(pk)
+    events = candidate.events.select_related("actor")[:EVENTS_ON_PAGE]
+    context = {"candidate": candidate, "run": candidate.run, "article": candidate.run.article, "events": events}
+    template = "gallery/candidate_detail.html#full" if request.htmx else "gallery/candidate_detail.html"
+    return render(request, template, context)
+
+
+@editor_required
+@require_POST
+def candidate_decide(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Approve, reject (with an optional reason) or undo; a lost race shows the current state."""
+    candidate = _candidate(pk)
+    message, status = "", 200
+    try:
+        candidate_review(
+            candidate=candidate,
+            action=request.POST.get("action", ""),
+            by=request.user,
+            expected=request.POST.get("expected") or None,
+            reason=request.POST.get("reason", ""),
+        )
+    except ValidationError as exc:
+        message, status = " ".join(exc.messages), 400
+    except ReviewConflict as exc:
+        candidate, message, status = exc.candidate, str(exc), 409
+    if request.htmx:
+        context = {"candidate": candidate, "run": candidate.run, "article": candidate.run.article, "message": message}
+        response = render(request, "gallery/article_detail.html#candidate-tile", context)
+        response["HX-Trigger"] = "review-changed"
+        return response
+    if message:
+        messages.warning(request, message)
+    return _back_to_candidate(candidate, status)
+
+
+def _back_to_candidate(candidate: Candidate, status: int) -> HttpResponse:
+    url = f"{candidate.run.article.get_absolute_url()}#candidate-{candidate.pk}"
+    return HttpResponseRedirect(url) if status < 400 or status == 409 else HttpResponse(status=status)
+
+
+@editor_required
+@require_POST
+def candidate_make_hero(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    candidate = _candidate(pk)
+    try:
+        article_set_hero(article=candidate.run.article, candidate=candidate, by=request.user)
+    except (ReviewConflict, ValidationError) as exc:
+        messages.warning(request, str(exc) if isinstance(exc, ReviewConflict) else " ".join(exc.messages))
+    else:
+        messages.success(request, f"Candidate seed {candidate.seed} is now the hero of this article.")
+    if request.htmx:
+        return HttpResponseClientRefresh()
+    return _back_to_candidate(candidate, 200)
+
+
+@login_required
+@require_GET
+def compare(request: HttpRequest, slug: str) -> HttpResponse:
+    """Two to four candidates of one article side by side (``?c=ID&c=ID``)."""
+    article = get_object_or_404(Article, slug=slug)
+    ids = [int(value) for value in request.GET.getlist("c") if value.isdigit()][:5]
+    candidates = list(
+        Candidate.objects.filter(pk__in=ids, run__article=article).select_related("run", "reviewed_by").order_by("pk")
+    )
+    error = "" if 2 <= len(candidates) <= 4 else "Pick two to four candidates of this article to compare."
+    context = {"article": article, "candidates": candidates, "error": error}
+    return render(request, "gallery/compare.html", context, status=400 if error else 200)
+
+
+def _regenerate(request: HttpRequest, run: GenerationRun, candidate: Candidate | None) -> HttpResponse:
+    form = RegenerateForm(request.POST or None, run=run, candidate=candidate)
+    if request.method == "POST" and form.is_valid():
+        values: dict[str, Any] = dict(form.cleaned_data)
+        try:
+            new_run = run_regenerate(source=run, candidate=candidate, requested_by=request.user, **values)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, f"Run {new_run.pk} queued: {new_run.regenerate_label}.")
+            return HttpResponseRedirect(f"{run.article.get_absolute_url()}#run-{new_run.pk}")
+    context = {"form": form, "run": run, "candidate": candidate, "article": run.article}
+    return render(request, "gallery/regenerate.html", context, status=400 if form.errors else 200)
+
+
+@editor_required
+@require_http_methods(["GET", "POST"])
+def run_regenerate_view(request: HttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(GenerationRun.objects.select_related("article", "preset"), pk=pk)
+    return _regenerate(request, run, None)
+
+
+@editor_required
+@require_http_methods(["GET", "POST"])
+def candidate_regenerate_view(request: HttpRequest, pk: int) -> HttpResponse:
+    candidate = _candidate(pk)
+    return _regenerate(request, candidate.run, candidate)

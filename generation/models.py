@@ -79,6 +79,20 @@ class PromptTemplate(models.Model):
         return text
 
 
+class RegenerateMode(models.TextChoices):
+    """The ways an editor makes a new run from an old one (the new run's ``parent``)."""
+
+    MORE = "more", "More like this run: the same recipe, new random seeds"
+    COMPOSE = "compose", "Keep this composition: this candidate's seed, edited prompt or settings"
+    EXACT = "exact", "Exact re-run: the same recipe, seeds and batch size (same bytes on this machine)"
+    SEED = "seed", "Seed typed in"
+    VARIATIONS = "variations", "Variations: this candidate's seed blended with new seeds"
+
+    @property
+    def short_label(self) -> str:
+        return str(self.label).split(":")[0]
+
+
 def worker_identity() -> str:
     import os
 
@@ -124,6 +138,14 @@ class GenerationRun(models.Model):
     guidance = models.FloatField()
     base_seed = models.PositiveBigIntegerField()
     count = models.PositiveSmallIntegerField()
+    # Variations (AUTOMATIC1111's "variation seed"): every candidate starts from the noise of
+    # ``base_seed`` blended by spherical interpolation with the noise of its own variation seed
+    # (``variation_seed + index``) at ``variation_strength``. Strength 0 means a plain run.
+    variation_seed = models.PositiveBigIntegerField(null=True, blank=True)
+    variation_strength = models.FloatField(default=0.0)
+    regenerate_mode = models.CharField(
+        max_length=20, blank=True, choices=RegenerateMode.choices, help_text="How a regeneration was asked for."
+    )
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     cancel_requested = models.BooleanField(default=False)
@@ -145,18 +167,47 @@ class GenerationRun(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(base_seed__lte=MAX_SEED), name="run_seed_fits_32_bits"),
             models.CheckConstraint(condition=Q(count__gte=1), name="run_count_positive"),
+            models.CheckConstraint(
+                condition=Q(variation_strength__gte=0, variation_strength__lte=1), name="run_variation_strength_0_1"
+            ),
         ]
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
 
     @property
+    def is_variation(self) -> bool:
+        return self.variation_strength > 0 and self.variation_seed is not None
+
+    @property
     def seeds(self) -> list[int]:
+        """Each candidate's main seed: consecutive, or all the same for a variations run."""
+        if self.is_variation:
+            return [self.base_seed] * self.count
         return [self.base_seed + i for i in range(self.count)]
+
+    @property
+    def variation_seeds(self) -> list[int] | None:
+        if not self.is_variation:
+            return None
+        assert self.variation_seed is not None
+        return [self.variation_seed + i for i in range(self.count)]
 
     @property
     def is_finished(self) -> bool:
         return self.status in self.FINISHED
+
+    @property
+    def regenerate_label(self) -> str:
+        """ "Exact re-run", "Variations"...: how this run was made from its parent."""
+        return RegenerateMode(self.regenerate_mode).short_label if self.regenerate_mode else ""
+
+    @property
+    def elapsed_seconds(self) -> float | None:
+        """Seconds since the worker started it (to its end once finished)."""
+        if self.started_at is None:
+            return None
+        return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
 
     @property
     def progress_percent(self) -> int:
@@ -280,6 +331,7 @@ class Candidate(models.Model):
     run = models.ForeignKey(GenerationRun, on_delete=models.CASCADE, related_name="candidates")
     index = models.PositiveSmallIntegerField()
     seed = models.PositiveBigIntegerField()
+    variation_seed = models.PositiveBigIntegerField(null=True, blank=True)
     image = models.FileField(storage=candidate_storage, upload_to=candidate_upload_to, max_length=255)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
@@ -293,14 +345,22 @@ class Candidate(models.Model):
     class Meta:
         ordering = ["run_id", "index"]
         constraints = [models.UniqueConstraint(fields=["run", "index"], name="unique_candidate_per_run_index")]
+        indexes = [models.Index(fields=["run", "review_status"], name="candidate_run_review")]
 
     def __str__(self) -> str:
         return f"candidate {self.index} of run {self.run_id} (seed {self.seed})"
 
-    def _review(self, allowed: list[str], to: str, by: Any) -> bool:
+    def _review(self, allowed: list[str], to: str, by: Any, expected: str | None = None) -> bool:
+        """One conditional UPDATE. ``expected`` is the state the deciding editor saw: when
+        another editor changed it meanwhile, nothing is written and False comes back."""
+        if expected is not None:
+            allowed = [expected] if expected in allowed else []
+        reviewer = by if to != self.Review.PENDING else None
         won = (
             Candidate.objects.filter(pk=self.pk, review_status__in=allowed).update(
-                review_status=to, reviewed_by=by, reviewed_at=timezone.now()
+                review_status=to,
+                reviewed_by=reviewer,
+                reviewed_at=timezone.now() if reviewer is not None else None,
             )
             == 1
         )
@@ -308,14 +368,46 @@ class Candidate(models.Model):
             self.refresh_from_db()
         return won
 
-    def approve(self, by: Any) -> bool:
-        return self._review([self.Review.PENDING, self.Review.REJECTED], self.Review.APPROVED, by)
+    def approve(self, by: Any, expected: str | None = None) -> bool:
+        return self._review([self.Review.PENDING, self.Review.REJECTED], self.Review.APPROVED, by, expected)
 
-    def reject(self, by: Any) -> bool:
-        return self._review([self.Review.PENDING, self.Review.APPROVED], self.Review.REJECTED, by)
+    def reject(self, by: Any, expected: str | None = None) -> bool:
+        return self._review([self.Review.PENDING, self.Review.APPROVED], self.Review.REJECTED, by, expected)
+
+    def undo(self, by: Any, expected: str | None = None) -> bool:
+        """approved/rejected -> pending, while not published."""
+        return self._review([self.Review.APPROVED, self.Review.REJECTED], self.Review.PENDING, by, expected)
 
     def mark_published(self, by: Any) -> bool:
         return self._review([self.Review.APPROVED, self.Review.UNPUBLISHED], self.Review.PUBLISHED, by)
 
     def unpublish(self, by: Any) -> bool:
         return self._review([self.Review.PUBLISHED], self.Review.UNPUBLISHED, by)
+
+    @property
+    def is_decided(self) -> bool:
+        return self.review_status in (self.Review.APPROVED, self.Review.REJECTED)
+
+
+class ReviewEvent(models.Model):
+    """One editorial decision on a candidate, written in the transaction that made it."""
+
+    class Action(models.TextChoices):
+        APPROVE = "approve", "Approved"
+        REJECT = "reject", "Rejected"
+        UNDO = "undo", "Undid the decision"
+        HERO = "hero", "Made it the hero"
+
+    candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="events")
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    action = models.CharField(max_length=10, choices=Action.choices)
+    from_status = models.CharField(max_length=12, choices=Candidate.Review.choices)
+    to_status = models.CharField(max_length=12, choices=Candidate.Review.choices)
+    reason = models.TextField(blank=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_action_display()} candidate {self.candidate_id}"

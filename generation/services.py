@@ -20,8 +20,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from generation.models import (
+    Candidate,
     GenerationRun,
     PromptTemplate,
+    RegenerateMode,
     StylePreset,
     candidate_file_name,
     candidate_storage,
@@ -46,6 +48,15 @@ class RunParameters:
     guidance: float
     base_seed: int
     count: int
+    variation_seed: int | None = None
+    variation_strength: float = 0.0
+
+
+MIN_VARIATION_STRENGTH = 0.05
+MAX_VARIATION_STRENGTH = 0.5
+
+
+CANDIDATE_ONLY_MODES = (RegenerateMode.COMPOSE, RegenerateMode.VARIATIONS)
 
 
 def _as_int(value: Any, field: str, errors: dict[str, str]) -> int | None:
@@ -100,6 +111,8 @@ def run_validate(
     seed: Any = None,
     count: Any = None,
     preset: StylePreset | None = None,
+    variation_strength: Any = None,
+    variation_seed: Any = None,
 ) -> RunParameters:
     """Check a request against its model profile; ``ValidationError`` maps field -> message."""
     errors: dict[str, str] = {}
@@ -149,10 +162,27 @@ def run_validate(
     elif s is not None and "count" not in errors and s + n - 1 > MAX_SEED:
         errors["seed"] = f"seed + count - 1 must not pass {MAX_SEED}; the last candidate would get {s + n - 1}."
 
+    strength = _as_float(variation_strength, "variation_strength", errors)
+    v_seed = _as_int(variation_seed, "variation_seed", errors)
+    if strength is not None and "variation_strength" not in errors:
+        if not MIN_VARIATION_STRENGTH <= strength <= MAX_VARIATION_STRENGTH:
+            errors["variation_strength"] = (
+                f"variation strength must be between {MIN_VARIATION_STRENGTH} and {MAX_VARIATION_STRENGTH}, "
+                f"not {strength}."
+            )
+        elif v_seed is None and "variation_seed" not in errors:
+            v_seed = secrets.randbelow(MAX_SEED - max(n, 1) + 2)
+        elif v_seed is not None and not 0 <= v_seed <= MAX_SEED - max(n, 1) + 1:
+            errors["variation_seed"] = f"variation seed + count - 1 must be between 0 and {MAX_SEED}, not {v_seed}."
+    elif strength is None:
+        v_seed = None
+
     if errors:
         raise ValidationError(errors)
     assert s is not None
     return RunParameters(
+        variation_seed=v_seed,
+        variation_strength=strength or 0.0,
         model_profile=profile.name,
         prompt=prompt,
         negative_prompt=(negative_prompt or "").strip(),
@@ -196,6 +226,9 @@ def run_submit(
     preset: StylePreset | None = None,
     requested_by: Any = None,
     parent: GenerationRun | None = None,
+    variation_strength: Any = None,
+    variation_seed: Any = None,
+    regenerate_mode: str = "",
 ) -> GenerationRun:
     """Validate, create the run and queue it once the transaction commits."""
     preset = preset or preset_for_article(article)
@@ -215,6 +248,8 @@ def run_submit(
         seed=seed,
         count=count,
         preset=preset,
+        variation_strength=variation_strength,
+        variation_seed=variation_seed,
     )
     with transaction.atomic():
         run = GenerationRun.objects.create(
@@ -222,12 +257,92 @@ def run_submit(
             preset=preset,
             prompt_template=template,
             parent=parent,
+            regenerate_mode=regenerate_mode,
             requested_by=requested_by if getattr(requested_by, "is_authenticated", False) else None,
             progress_total=params.steps,
             **params.__dict__,
         )
+        # "Recently updated" on the article list means recently worked on.
+        type(article).objects.filter(pk=article.pk).update(updated_at=timezone.now())
         run_enqueue(run)
     return run
+
+
+def run_regenerate(
+    *,
+    source: GenerationRun,
+    mode: str,
+    candidate: Candidate | None = None,
+    requested_by: Any = None,
+    prompt: str | None = None,
+    negative_prompt: str | None = None,
+    preset: StylePreset | None = None,
+    model: str | None = None,
+    count: Any = None,
+    steps: Any = None,
+    guidance: Any = None,
+    seed: Any = None,
+    variation_strength: Any = None,
+) -> GenerationRun:
+    """A new run made from ``source`` (and one of its candidates), linked to it as ``parent``.
+
+    ``more``: the recipe with new random seeds. ``compose``: the candidate's seed with the edited
+    prompt, preset, steps or guidance. ``exact``: the recipe, seeds, variation and batch size
+    unchanged, which reproduces the bytes on the same machine. ``seed``: a seed the editor typed.
+    ``variations``: the candidate's seed blended with new seeds at ``variation_strength``.
+    Count and model may change in every mode; a blank value keeps the source's.
+    """
+    if mode not in RegenerateMode.values:
+        raise ValidationError({"mode": f"mode must be one of {', '.join(RegenerateMode.values)}, not {mode!r}."})
+    if mode in CANDIDATE_ONLY_MODES and candidate is None:
+        raise ValidationError({"mode": f"{RegenerateMode(mode).label.split(':')[0]} needs a candidate to start from."})
+    if candidate is not None and candidate.run_id != source.pk:
+        raise ValidationError({"candidate": "That candidate does not belong to this run."})
+    model = model or source.model_profile
+    same_model = model == source.model_profile
+    values: dict[str, Any] = {
+        "prompt": prompt if prompt and prompt.strip() else source.prompt,
+        "negative_prompt": source.negative_prompt if negative_prompt is None else negative_prompt,
+        "preset": preset or source.preset,
+        "steps": source.steps if steps in (None, "") else steps,
+        "guidance": source.guidance if guidance in (None, "") else guidance,
+        "count": source.count if count in (None, "") else count,
+        # A size made for another model may not suit this one: then the new model's own size.
+        "width": source.width if same_model else None,
+        "height": source.height if same_model else None,
+    }
+    if mode == RegenerateMode.EXACT:
+        values.update(
+            prompt=source.prompt,
+            negative_prompt=source.negative_prompt,
+            steps=source.steps,
+            guidance=source.guidance,
+            seed=source.base_seed,
+            variation_strength=source.variation_strength if source.is_variation else None,
+            variation_seed=source.variation_seed,
+        )
+    elif mode == RegenerateMode.COMPOSE:
+        assert candidate is not None
+        values["seed"] = candidate.seed
+    elif mode == RegenerateMode.SEED:
+        if seed in (None, ""):
+            raise ValidationError({"seed": "Type the seed to start from."})
+        values["seed"] = seed
+    elif mode == RegenerateMode.VARIATIONS:
+        assert candidate is not None
+        if variation_strength in (None, ""):
+            raise ValidationError(
+                {"variation_strength": f"Pick a strength from {MIN_VARIATION_STRENGTH} to {MAX_VARIATION_STRENGTH}."}
+            )
+        values.update(seed=candidate.seed, variation_strength=variation_strength)
+    return run_submit(
+        article=source.article,
+        model=model,
+        requested_by=requested_by,
+        parent=source,
+        regenerate_mode=mode,
+        **values,
+    )
 
 
 def run_enqueue(run: GenerationRun) -> None:

@@ -18,6 +18,7 @@ from django.db import close_old_connections, connection, transaction
 from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
 from generation.profiles import get_profile
 from generation.services import run_discard_files, runs_recover_orphaned
+from generation.thumbnails import thumbnails_ensure_all
 
 if TYPE_CHECKING:
     from generation.engine.generate import GenerationResult
@@ -127,6 +128,8 @@ def _execute(run: GenerationRun) -> str:
         steps=run.steps,
         guidance=run.guidance,
         seeds=tuple(run.seeds),
+        subseeds=tuple(run.variation_seeds) if run.variation_seeds else None,
+        subseed_strength=run.variation_strength,
     )
     try:
         result = generate(engine_cache(), profile, recipe, _progress_reporter(run))
@@ -160,6 +163,12 @@ def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
         storage.save(candidate_file_name(run.pk, image.index, image.seed), ContentFile(image.png))
         for image in result.images
     ]
+    # Thumbnails before the rows exist, so the grid never waits for the web process to make one.
+    for image, name in zip(result.images, names, strict=True):
+        thumbnails_ensure_all(image_name=name, sha256=image.sha256, png=image.png)
+    variation_seeds: list[int | None] = [None] * len(result.images)
+    if run.variation_seeds:
+        variation_seeds = list(run.variation_seeds)
     with transaction.atomic():
         if run.succeed(result.load_seconds, result.inference_seconds):
             Candidate.objects.bulk_create(
@@ -167,6 +176,7 @@ def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
                     run=run,
                     index=image.index,
                     seed=image.seed,
+                    variation_seed=variation_seeds[image.index],
                     image=name,
                     width=image.width,
                     height=image.height,

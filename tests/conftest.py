@@ -127,9 +127,26 @@ def article(db: None) -> Article:
     )
 
 
+def make_user(username: str, *groups: str):  # type: ignore[no-untyped-def]
+    """A user with password ``<username>-pass-123`` in the named groups (made by a migration)."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user = get_user_model().objects.create_user(username=username, password=f"{username}-pass-123")
+    user.groups.set(Group.objects.filter(name__in=groups))
+    return user
+
+
 @pytest.fixture
-def editor(django_user_model):  # type: ignore[no-untyped-def]
-    return django_user_model.objects.create_user(username="editor", password="editor-pass-123")
+def editor(db):  # type: ignore[no-untyped-def]
+    """A member of the ``editors`` group: may generate and review."""
+    return make_user("editor", "editors")
+
+
+@pytest.fixture
+def onlooker(db):  # type: ignore[no-untyped-def]
+    """Logged in but in no group: may look, not act."""
+    return make_user("onlooker")
 
 
 @pytest.fixture

@@ -1,4 +1,9 @@
-"""Making a run's candidates: one batched pipeline call, one seed and generator per image."""
+"""Making a run's candidates: one batched pipeline call, one seed and generator per image.
+
+Variation seeds work as in AUTOMATIC1111: each image's start noise is its seed's noise moved
+towards its subseed's noise by spherical interpolation (``subseed_strength`` 0 is the seed's
+image, 1 the subseed's). Without them the pipeline draws its own noise, as it always has.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +42,20 @@ class Recipe:
     steps: int
     guidance: float
     seeds: tuple[int, ...]
+    # Variation seeds: one per seed, and how far (0 to 1) each image moves towards its subseed.
+    subseeds: tuple[int, ...] | None = None
+    subseed_strength: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.subseeds is not None and len(self.subseeds) != len(self.seeds):
+            raise ValueError(f"{len(self.subseeds)} subseeds for {len(self.seeds)} seeds: give one per seed")
+        if not 0.0 <= self.subseed_strength <= 1.0:
+            raise ValueError(f"subseed_strength must be between 0 and 1, not {self.subseed_strength}")
+
+    @property
+    def has_variation(self) -> bool:
+        """Whether the start noise is mixed with subseeds' (else the pipeline draws it, as ever)."""
+        return self.subseeds is not None and self.subseed_strength > 0
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,9 @@ def image_recipe(profile: ModelProfile, recipe: Recipe, pipe: Any, index: int) -
         "guidance": recipe.guidance,
         "seed": recipe.seeds[index],
         "seeds": list(recipe.seeds),
+        "subseed": recipe.subseeds[index] if recipe.has_variation and recipe.subseeds is not None else None,
+        "subseeds": list(recipe.subseeds) if recipe.has_variation and recipe.subseeds is not None else None,
+        "subseed_strength": float(recipe.subseed_strength) if recipe.has_variation else 0.0,
         "batch_size": len(recipe.seeds),
         "batch_index": index,
         "generator_device": "cpu",
@@ -83,7 +105,72 @@ def image_recipe(profile: ModelProfile, recipe: Recipe, pipe: Any, index: int) -
     }
 
 
-def _call_kwargs(profile: ModelProfile, recipe: Recipe) -> dict[str, Any]:
+def slerp(val: float, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation from ``low`` (``val`` 0) to ``high`` (``val`` 1), as AUTOMATIC1111's
+    ``slerp`` in modules/processing.py, over each tensor taken whole (one image's noise)."""
+    low_flat = low.flatten()
+    high_flat = high.flatten()
+    dot = torch.dot(low_flat / torch.norm(low_flat), high_flat / torch.norm(high_flat))
+    if dot > 0.9995:
+        # Nearly parallel: sin(omega) is too small to divide by.
+        return low * (1.0 - val) + high * val
+    omega = torch.acos(dot)
+    so = torch.sin(omega)
+    return (torch.sin((1.0 - val) * omega) / so) * low + (torch.sin(val * omega) / so) * high
+
+
+def _denoiser(pipe: Any, profile: ModelProfile) -> Any:
+    return pipe.unet if profile.family in ("sd", "sdxl") else pipe.transformer
+
+
+def _noise_shape(pipe: Any, profile: ModelProfile, recipe: Recipe) -> tuple[int, ...]:
+    """One image's start noise, shaped as the pipeline's ``prepare_latents`` draws it (batch 1)."""
+    factor = pipe.vae_scale_factor
+    if profile.family in ("sd", "sdxl", "sd3"):
+        channels = _denoiser(pipe, profile).config.in_channels
+        return (1, channels, recipe.height // factor, recipe.width // factor)
+    if profile.family == "flux":
+        # Unpacked: a quarter of the transformer's channels, each side a multiple of 2 latents.
+        channels = pipe.transformer.config.in_channels // 4
+        return (1, channels, 2 * (recipe.height // (factor * 2)), 2 * (recipe.width // (factor * 2)))
+    raise EngineError(f"variation seeds are not supported for the {profile.family} family ({profile.name})")
+
+
+def _generators(recipe: Recipe) -> list[torch.Generator]:
+    # CPU generators: the same seed gives the same start noise on any device.
+    return [torch.Generator("cpu").manual_seed(seed) for seed in recipe.seeds]
+
+
+def initial_latents(
+    pipe: Any, profile: ModelProfile, recipe: Recipe, generators: list[torch.Generator] | None = None
+) -> torch.Tensor:
+    """The batch's start noise, drawn as diffusers' ``randn_tensor`` draws it from one CPU
+    generator per image, each image's moved towards its subseed's noise by ``slerp``.
+
+    ``generators`` (one per seed, fresh) are the ones the pipeline call then gets: drawing the
+    noise from them leaves them where the pipeline would have, so a sampler that adds noise at
+    each step (Euler a) draws the same. With strength 0 the result is the pipeline's own noise.
+    """
+    shape = _noise_shape(pipe, profile, recipe)
+    generators = generators if generators is not None else _generators(recipe)
+    images = []
+    for index, generator in enumerate(generators):
+        noise = torch.randn(shape, generator=generator, device="cpu", dtype=torch.float32)
+        if recipe.subseeds is not None:
+            sub_generator = torch.Generator("cpu").manual_seed(recipe.subseeds[index])
+            sub = torch.randn(shape, generator=sub_generator, device="cpu", dtype=torch.float32)
+            noise = slerp(recipe.subseed_strength, noise, sub)
+        images.append(noise)
+    latents = torch.cat(images, dim=0)
+    if profile.family == "flux":
+        _, channels, height, width = latents.shape
+        latents = pipe._pack_latents(latents, latents.shape[0], channels, height, width)
+    return latents.to(dtype=_denoiser(pipe, profile).dtype)
+
+
+def _call_kwargs(
+    profile: ModelProfile, recipe: Recipe, generators: list[torch.Generator], latents: torch.Tensor | None
+) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "prompt": recipe.prompt,
         "width": recipe.width,
@@ -91,9 +178,10 @@ def _call_kwargs(profile: ModelProfile, recipe: Recipe) -> dict[str, Any]:
         "num_inference_steps": recipe.steps,
         "guidance_scale": recipe.guidance,
         "num_images_per_prompt": len(recipe.seeds),
-        # CPU generators: the same seed gives the same start noise on any device.
-        "generator": [torch.Generator("cpu").manual_seed(seed) for seed in recipe.seeds],
+        "generator": generators,
     }
+    if latents is not None:
+        kwargs["latents"] = latents
     if profile.supports_negative_prompt and recipe.negative_prompt:
         kwargs["negative_prompt"] = recipe.negative_prompt
     kwargs.update(profile.pipeline_kwargs)
@@ -101,16 +189,28 @@ def _call_kwargs(profile: ModelProfile, recipe: Recipe) -> dict[str, Any]:
 
 
 def run_pipeline(
-    pipe: Any, profile: ModelProfile, recipe: Recipe, on_step: ProgressCallback | None = None
+    pipe: Any,
+    profile: ModelProfile,
+    recipe: Recipe,
+    on_step: ProgressCallback | None = None,
+    *,
+    own_latents: bool | None = None,
 ) -> list[Any]:
-    """One batched call; ``on_step(done, total)`` after each step may raise ``Cancelled``."""
+    """One batched call; ``on_step(done, total)`` after each step may raise ``Cancelled``.
+
+    The start noise is made here (``initial_latents``) when the recipe has variation seeds, and
+    left to the pipeline otherwise; ``own_latents`` forces either way (tests compare the two).
+    """
 
     def callback(_pipe: Any, step: int, _timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         if on_step is not None:
             on_step(step + 1, recipe.steps)
         return callback_kwargs
 
-    output = pipe(**_call_kwargs(profile, recipe), callback_on_step_end=callback)
+    generators = _generators(recipe)
+    use_own = recipe.has_variation if own_latents is None else own_latents
+    latents = initial_latents(pipe, profile, recipe, generators) if use_own else None
+    output = pipe(**_call_kwargs(profile, recipe, generators, latents), callback_on_step_end=callback)
     return list(output.images)
 
 

@@ -26,11 +26,17 @@ def a1111_parameters(recipe: dict[str, Any]) -> str:
     lines = [recipe["prompt"]]
     if recipe.get("negative_prompt"):
         lines.append(f"Negative prompt: {recipe['negative_prompt']}")
-    pairs = [
+    pairs: list[tuple[str, object]] = [
         ("Steps", recipe["steps"]),
         ("Sampler", recipe["sampler"]),
         ("CFG scale", recipe["guidance"]),
         ("Seed", recipe["seed"]),
+    ]
+    # Variation seeds, under AUTOMATIC1111's names; recipes from before them have neither key.
+    strength = recipe.get("subseed_strength") or 0.0
+    if strength > 0 and recipe.get("subseed") is not None:
+        pairs += [("Variation seed", recipe["subseed"]), ("Variation seed strength", strength)]
+    pairs += [
         ("Size", f"{recipe['width']}x{recipe['height']}"),
         ("Model", recipe["profile"]),
         ("Batch size", recipe["batch_size"]),
