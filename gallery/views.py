@@ -42,7 +42,7 @@ LIST_FILTERS = {
     "needs-hero": ("Needs a hero", Q(hero_candidate__isnull=True)),
     "waiting": ("Candidates waiting for review", Q(waiting_count__gt=0)),
     "approved": ("Has an approved candidate", Q(approved_count__gt=0)),
-    "published": ("Published", Q(has_published=True)),
+    "published": ("Published", Q()),  # an Exists() filter, see _article_rows
 }
 LIST_SORTS = {
     "updated": ("Recently updated", ["-updated_at", "slug"]),
@@ -64,19 +64,50 @@ def _candidates_in(status: str) -> Coalesce:
 
 
 def _article_rows(q: str, filter_key: str, sort_key: str) -> QuerySet[Article]:
-    newest = Candidate.objects.filter(run__article=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1]
-    published = Candidate.objects.filter(run__article=OuterRef("pk"), review_status=Candidate.Review.PUBLISHED)
-    rows = Article.objects.select_related("hero_candidate").annotate(
-        waiting_count=_candidates_in(Candidate.Review.PENDING),
-        approved_count=_candidates_in(Candidate.Review.APPROVED),
-        newest_candidate_id=Subquery(newest),
-        has_published=Exists(published),
-    )
+    """The list's articles, filtered and sorted. Counts are computed over every article only
+    when a filter or the sort needs them; otherwise ``_annotate_page`` adds them to one page."""
+    rows = Article.objects.all()
     if q:
         rows = rows.filter(Q(title__icontains=q) | Q(slug__icontains=q))
-    if filter_key in LIST_FILTERS:
+    if filter_key in ("waiting", "approved") or sort_key == "waiting":
+        rows = rows.annotate(
+            waiting_count=_candidates_in(Candidate.Review.PENDING),
+            approved_count=_candidates_in(Candidate.Review.APPROVED),
+        )
+    if filter_key == "published":
+        published = Candidate.objects.filter(run__article=OuterRef("pk"), review_status=Candidate.Review.PUBLISHED)
+        rows = rows.filter(Exists(published))
+    elif filter_key in LIST_FILTERS:
         rows = rows.filter(LIST_FILTERS[filter_key][1])
-    return rows.order_by(*LIST_SORTS.get(sort_key, LIST_SORTS["updated"])[1])
+    return rows.order_by(*LIST_SORTS.get(sort_key, LIST_SORTS["updated"])[1]).only("pk")
+
+
+def _annotate_page(ids: list[int]) -> list[Article]:
+    """One page's articles with their counts, hero and newest candidate: three queries."""
+    newest = Candidate.objects.filter(run__article=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1]
+    published = Candidate.objects.filter(run__article=OuterRef("pk"), review_status=Candidate.Review.PUBLISHED)
+    articles = Article.objects.select_related("hero_candidate").annotate(
+        newest_candidate_id=Subquery(newest), has_published=Exists(published)
+    )
+    by_id = articles.in_bulk(ids)
+    counts = (
+        Candidate.objects.filter(run__article__in=ids, review_status__in=["pending", "approved"])
+        .values_list("run__article", "review_status")
+        .annotate(n=Count("pk"))
+        .order_by()
+    )
+    tally = {(article_id, status): n for article_id, status, n in counts}
+    thumbs = [getattr(a, "newest_candidate_id", None) for a in by_id.values() if a.hero_candidate is None]
+    newest_candidates = Candidate.objects.in_bulk([pk for pk in thumbs if pk])
+    page: list[Article] = []
+    for pk in ids:
+        article = by_id[pk]
+        article.waiting_count = tally.get((pk, "pending"), 0)  # type: ignore[attr-defined]
+        article.approved_count = tally.get((pk, "approved"), 0)  # type: ignore[attr-defined]
+        newest_id = getattr(article, "newest_candidate_id", None)
+        article.thumb = article.hero_candidate or newest_candidates.get(newest_id)  # type: ignore[attr-defined]
+        page.append(article)
+    return page
 
 
 @login_required
@@ -86,15 +117,9 @@ def article_list(request: HttpRequest) -> HttpResponse:
     filter_key = request.GET.get("filter", "")
     sort_key = request.GET.get("sort", "updated") if request.GET.get("sort") in LIST_SORTS else "updated"
     page = Paginator(_article_rows(q, filter_key, sort_key), ARTICLES_PER_PAGE).get_page(request.GET.get("page"))
-    # One query for the thumbnails of articles with no hero: their newest candidate.
-    newest_ids = [getattr(a, "newest_candidate_id", None) for a in page if a.hero_candidate is None]
-    newest = Candidate.objects.only("pk", "sha256", "width", "height", "seed", "run_id").in_bulk(
-        filter(None, newest_ids)
-    )
-    for article in page:
-        article.thumb = article.hero_candidate or newest.get(getattr(article, "newest_candidate_id", None))  # type: ignore[attr-defined]
     context = {
         "page": page,
+        "articles": _annotate_page([article.pk for article in page]),
         "q": q,
         "filter_key": filter_key if filter_key in LIST_FILTERS else "",
         "sort_key": sort_key,

@@ -133,7 +133,8 @@ def make_user(username: str, *groups: str):  # type: ignore[no-untyped-def]
     from django.contrib.auth.models import Group
 
     user = get_user_model().objects.create_user(username=username, password=f"{username}-pass-123")
-    user.groups.set(Group.objects.filter(name__in=groups))
+    # get_or_create: a transactional test's flush removes the groups the data migration made.
+    user.groups.set([Group.objects.get_or_create(name=name)[0] for name in groups])
     return user
 
 
@@ -162,3 +163,19 @@ def empty_candidates_folder() -> None:
     import shutil
 
     shutil.rmtree(settings.CANDIDATES_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):  # type: ignore[no-untyped-def]
+    return {
+        **browser_type_launch_args,
+        "executable_path": "/usr/bin/chromium",
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }

@@ -8,30 +8,15 @@ from playwright.sync_api import Page, expect
 from gallery.models import Article
 from generation.models import GenerationRun
 from generation.services import run_submit
+from tests.conftest import make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):  # type: ignore[no-untyped-def]
-    return {
-        **browser_type_launch_args,
-        "executable_path": "/usr/bin/chromium",
-        "args": [
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ],
-    }
 
 
 def test_editor_generates_candidates_and_sees_them_appear(
     page: Page, live_server, start_worker, django_user_model
 ) -> None:
-    django_user_model.objects.create_user(username="editor", password="editor-pass-123")
+    make_user("editor", "editors")
     Article.objects.create(slug="warm-gpu", title="Keeping a GPU warm", summary="Load once, run many.")
     worker = start_worker()
 
@@ -60,7 +45,7 @@ def test_editor_generates_candidates_and_sees_them_appear(
 
 
 def test_bad_values_show_errors_next_to_their_fields(page: Page, live_server, django_user_model) -> None:
-    django_user_model.objects.create_user(username="editor", password="editor-pass-123")
+    make_user("editor", "editors")
     Article.objects.create(slug="x", title="X marks", summary="")
     page.goto(f"{live_server.url}/login/?next=/articles/x/")
     page.get_by_label("Username").fill("editor")
@@ -77,7 +62,7 @@ def test_bad_values_show_errors_next_to_their_fields(page: Page, live_server, dj
 def test_cancel_button_stops_a_running_run_without_a_page_load(
     page: Page, live_server, start_worker, django_user_model
 ) -> None:
-    django_user_model.objects.create_user(username="editor", password="editor-pass-123")
+    make_user("editor", "editors")
     article = Article.objects.create(slug="long", title="A long run", summary="")
     start_worker()
     run = run_submit(article=article, model="tiny-sd", seed=3, count=2, width=128, height=128, steps=1000)

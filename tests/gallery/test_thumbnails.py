@@ -1,0 +1,172 @@
+"""WebP thumbnails: the grid links only them, and the thumbnail route serves, caches and versions them."""
+
+from __future__ import annotations
+
+import io
+import re
+from html.parser import HTMLParser
+
+import pytest
+from django.core.files.base import ContentFile
+from django.urls import reverse
+from PIL import Image
+
+import generation.thumbnails
+from generation.models import Candidate, candidate_storage
+from generation.thumbnails import THUMBNAIL_WIDTHS, thumbnail_name
+from tests.gallery.test_review import make_run
+
+pytestmark = pytest.mark.django_db
+
+THUMB_ROUTE = re.compile(r"^/candidates/(?P<pk>\d+)/thumb/(?P<version>[0-9a-f]{16})-(?P<width>\d+)\.webp$")
+ONE_YEAR = 365 * 24 * 60 * 60
+
+
+class _Images(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.srcs: list[str] = []
+        self.srcsets: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in ("img", "source"):
+            return
+        values = dict(attrs)
+        if values.get("src"):
+            self.srcs.append(values["src"] or "")
+        if values.get("srcset"):
+            self.srcsets.append(values["srcset"] or "")
+
+
+def image_urls(html: str) -> tuple[list[str], list[str]]:
+    """Every ``src`` and every URL of every ``srcset`` of the page's images."""
+    parser = _Images()
+    parser.feed(html)
+    srcset_urls = [part.strip().split()[0] for srcset in parser.srcsets for part in srcset.split(",") if part.strip()]
+    return parser.srcs, srcset_urls
+
+
+def thumb_url(candidate: Candidate, width: int, version: str | None = None) -> str:
+    return reverse("gallery:candidate_thumbnail", args=[candidate.pk, version or candidate.sha256[:16], width])
+
+
+def fetch(client, url: str):  # type: ignore[no-untyped-def]
+    response = client.get(url)
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return response, body
+
+
+def webp_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "WEBP"
+        return image.size
+
+
+def test_the_article_grid_links_only_webp_thumbnails_of_its_candidates(editor_client, article) -> None:
+    small = make_run(article, count=2, seed=10, size=64)
+    large = make_run(article, count=2, seed=20, size=640)
+    candidates = {c.pk: c for c in Candidate.objects.filter(run__in=[small, large])}
+
+    html = editor_client.get(article.get_absolute_url()).content.decode()
+    srcs, srcset_urls = image_urls(html)
+
+    assert srcs and srcset_urls
+    for url in srcs + srcset_urls:
+        match = THUMB_ROUTE.match(url)
+        assert match, f"{url!r} is not a thumbnail URL"
+        assert not url.endswith(".png")
+        candidate = candidates[int(match["pk"])]
+        assert match["version"] == candidate.sha256[:16]
+        assert int(match["width"]) in THUMBNAIL_WIDTHS
+    assert {int(THUMB_ROUTE.match(url)["pk"]) for url in srcs} == set(candidates)  # type: ignore[index]
+    # srcset never offers a width wider than the image: the 64 px candidates only get 256.
+    for url in srcset_urls:
+        match = THUMB_ROUTE.match(url)
+        assert match is not None
+        if candidates[int(match["pk"])].width == 64:
+            assert int(match["width"]) == THUMBNAIL_WIDTHS[0]
+    assert any(int(THUMB_ROUTE.match(u)["width"]) == 512 for u in srcset_urls)  # type: ignore[index]
+    assert "image.png" not in html
+
+
+@pytest.mark.parametrize(("size", "width", "expected"), [(640, 256, 256), (640, 512, 512), (64, 256, 64)])
+def test_a_thumbnail_is_webp_no_wider_than_asked_and_never_upscaled(
+    editor_client, article, size, width, expected
+) -> None:
+    candidate = make_run(article, count=1, size=size).candidates.get()
+    response, body = fetch(editor_client, thumb_url(candidate, width))
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/webp"
+    assert webp_size(body) == (expected, expected)
+
+
+def test_a_thumbnail_may_be_cached_privately_for_a_year(editor_client, article) -> None:
+    candidate = make_run(article, count=1).candidates.get()
+    response, _ = fetch(editor_client, thumb_url(candidate, 256))
+    cache_control = [part.strip() for part in response["Cache-Control"].split(",")]
+    assert "private" in cache_control and "immutable" in cache_control
+    max_age = [int(part.split("=", 1)[1]) for part in cache_control if part.startswith("max-age=")]
+    assert max_age == [ONE_YEAR]
+
+
+def test_a_thumbnail_is_made_once_and_then_served_from_the_candidates_storage(
+    editor_client, article, monkeypatch
+) -> None:
+    candidate = make_run(article, count=1, size=640).candidates.get()
+    storage = candidate_storage()
+    name = thumbnail_name(candidate.sha256, 512)
+    assert not storage.exists(name)  # an old candidate: no thumbnail until someone asks
+
+    response, first = fetch(editor_client, thumb_url(candidate, 512))
+    assert response.status_code == 200
+    assert storage.exists(name)
+    with storage.open(name, "rb") as fh:
+        assert fh.read() == first
+    made_at = storage.get_modified_time(name)
+
+    def no_encoding(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the thumbnail was encoded again")
+
+    monkeypatch.setattr(generation.thumbnails, "thumbnail_bytes", no_encoding)
+    response, second = fetch(editor_client, thumb_url(candidate, 512))
+    assert response.status_code == 200 and second == first
+    assert storage.get_modified_time(name) == made_at
+
+
+def test_a_cached_thumbnail_file_is_what_gets_served(editor_client, article) -> None:
+    """The route serves the stored file as is: proof that it reads the cache rather than the PNG."""
+    candidate = make_run(article, count=1, size=640).candidates.get()
+    marker = io.BytesIO()
+    Image.new("RGB", (7, 5), (1, 2, 3)).save(marker, format="WEBP")
+    candidate_storage().save(thumbnail_name(candidate.sha256, 256), ContentFile(marker.getvalue()))
+
+    response, body = fetch(editor_client, thumb_url(candidate, 256))
+    assert response.status_code == 200 and body == marker.getvalue()
+
+
+def test_a_stale_version_redirects_to_the_current_thumbnail(editor_client, article) -> None:
+    candidate = make_run(article, count=1).candidates.get()
+    stale = "0123456789abcdef" if not candidate.sha256.startswith("0123456789abcdef") else "fedcba9876543210"
+    response = editor_client.get(thumb_url(candidate, 512, version=stale))
+    assert response.status_code in (301, 302)
+    assert response["Location"] == thumb_url(candidate, 512)
+    assert not candidate_storage().exists(thumbnail_name(candidate.sha256, 512))
+
+
+def test_an_unknown_width_is_404_and_makes_no_file(editor_client, article) -> None:
+    candidate = make_run(article, count=1).candidates.get()
+    response = editor_client.get(thumb_url(candidate, 300))
+    assert response.status_code == 404
+    assert not candidate_storage().exists(thumbnail_name(candidate.sha256, 300))
+
+
+def test_an_unknown_candidate_is_404(editor_client) -> None:
+    response = editor_client.get(reverse("gallery:candidate_thumbnail", args=[999999, "0" * 16, 256]))
+    assert response.status_code == 404
+
+
+def test_an_anonymous_request_for_a_thumbnail_is_401(client, article) -> None:
+    candidate = make_run(article, count=1).candidates.get()
+    response = client.get(thumb_url(candidate, 256))
+    assert response.status_code == 401
+    assert not candidate_storage().exists(thumbnail_name(candidate.sha256, 256))
