@@ -269,7 +269,13 @@ def candidate_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The full view: its own page, or the lightbox's content when htmx asks."""
     candidate = _candidate(pk)
     events = candidate.events.select_related("actor")[:EVENTS_ON_PAGE]
-    context = {"candidate": candidate, "run": candidate.run, "article": candidate.run.article, "events": events}
+    context = {
+        "candidate": candidate,
+        "run": candidate.run,
+        "article": candidate.run.article,
+        "events": events,
+        "in_lightbox": bool(request.htmx),
+    }
     template = "gallery/candidate_detail.html#full" if request.htmx else "gallery/candidate_detail.html"
     return render(request, template, context)
 

@@ -123,9 +123,6 @@ def test_editor_reviews_and_regenerates_a_whole_article_in_the_browser(page: Pag
         "[data-candidate] img", "imgs => imgs.map(i => [i.naturalWidth, i.getBoundingClientRect().width])"
     )
     assert sizes and all(natural <= 2 * shown for natural, shown in sizes), sizes
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.set_viewport_size({"width": 1280, "height": 900})
-    page.screenshot(path=str(SCREENSHOT), full_page=False)
 
     # Keep this composition, with an edited prompt: linked to its run, first candidate on the seed.
     page.goto(f"{base}/articles/sqlite-wal/")
@@ -152,9 +149,22 @@ def test_editor_reviews_and_regenerates_a_whole_article_in_the_browser(page: Pag
     made = list(variations.candidates.order_by("index"))
     assert [c.seed for c in made] == [second.seed, second.seed]
     assert len({c.variation_seed for c in made}) == 2 and len({c.sha256 for c in made} | {second.sha256}) == 3
+    page.set_viewport_size({"width": 1280, "height": 1000})
     page.goto(f"{base}/articles/sqlite-wal/")
     expect(page.locator(f"#run-{variations.pk}")).to_contain_text("variations")
     assert worker.proc.poll() is None
+
+    # The README's picture: the top of the article page, candidates and their lineage.
+    expect(page.locator("[data-candidate] img").last).to_be_visible()
+    page.wait_for_load_state("networkidle")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
+    for width, name in [(1280, "laptop"), (390, "phone")]:
+        page.set_viewport_size({"width": width, "height": 900})
+        for path in ["/", "/?q=wal&filter=waiting", f"/candidates/{first.pk}/", f"/candidates/{first.pk}/regenerate/"]:
+            page.goto(f"{base}{path}")
+            slug = re.sub(r"\W+", "-", path).strip("-") or "list"
+            page.screenshot(path=f"/tmp/hoffdesk-{name}-{slug}.png", full_page=True)
 
 
 def test_the_article_page_reads_well_on_a_phone(page: Page, live_server, start_worker) -> None:
