@@ -18,7 +18,7 @@ def test_full_view_shows_the_whole_recipe_with_copy_and_download(editor_client, 
     run.save()
     candidate = run.candidates.get()
     body = editor_client.get(reverse("gallery:candidate_detail", args=[candidate.pk])).content.decode()
-    for text in [run.prompt, "blurry, watermark", "tiny-sd", "64×64", "<dt>Steps</dt><dd>2</dd>", "1.0", "321"]:
+    for text in [run.prompt, "blurry, watermark", "tiny-sd", "64\u00d764", "<dt>Steps</dt><dd>2</dd>", "1.0", "321"]:
         assert text in body, text
     assert 'data-copy="321"' in body
     assert f'href="/candidates/{candidate.pk}/image.png?download=1"' in body
@@ -51,7 +51,7 @@ def test_compare_shows_two_to_four_candidates_of_the_article_side_by_side(editor
 
     assert editor_client.get(url, {"c": ids[:1]}).status_code == 400
     assert b"two to four" in editor_client.get(url, {"c": ids}).content  # five is too many
-    assert editor_client.get(url, {"c": ids[:4] + [other.pk]}).content.count(b"<figure>") == 4  # not the other's
+    assert editor_client.get(url, {"c": [*ids[:4], other.pk]}).content.count(b"<figure>") == 4  # not the other's
 
 
 def test_a_queued_run_shows_its_place_in_the_queue(editor_client, article) -> None:
