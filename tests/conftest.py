@@ -179,3 +179,13 @@ def browser_type_launch_args(browser_type_launch_args):  # type: ignore[no-untyp
             "--no-first-run",
         ],
     }
+
+
+# The pixel width of the file an <img> actually loaded: with ``srcset`` w-descriptors the
+# element's own naturalWidth is density-corrected to its slot, so it says nothing about the file.
+LOADED_PIXEL_WIDTH_JS = """async img => {
+    const probe = new Image();
+    probe.src = img.currentSrc;
+    await probe.decode();
+    return [probe.naturalWidth, img.getBoundingClientRect().width, img.currentSrc];
+}"""

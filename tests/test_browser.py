@@ -8,7 +8,7 @@ from playwright.sync_api import Page, expect
 from gallery.models import Article
 from generation.models import GenerationRun
 from generation.services import run_submit
-from tests.conftest import make_user
+from tests.conftest import LOADED_PIXEL_WIDTH_JS, make_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -39,7 +39,8 @@ def test_editor_generates_candidates_and_sees_them_appear(
     images = page.locator(".candidates img")
     expect(images).to_have_count(2)
     for i in range(2):
-        assert images.nth(i).evaluate("img => img.complete && img.naturalWidth") == 128
+        pixels, _, source = images.nth(i).evaluate(LOADED_PIXEL_WIDTH_JS)
+        assert pixels == 128 and source.endswith(".webp")  # the 256 px thumbnail, never upscaled
     expect(page.locator(".candidates figcaption").first).to_contain_text("seed 1234")
     assert worker.proc.poll() is None
 

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from gallery.models import Article
 from generation.models import Candidate, GenerationRun
-from tests.conftest import ROOT, make_user, wait_finished
+from tests.conftest import LOADED_PIXEL_WIDTH_JS, ROOT, make_user, wait_finished
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -119,10 +119,9 @@ def test_editor_reviews_and_regenerates_a_whole_article_in_the_browser(page: Pag
     paths = [urlparse(url).path for url in images]
     assert paths and all(re.fullmatch(r"/candidates/\d+/thumb/[0-9a-f]{16}-\d+\.webp", p) for p in paths), paths
     assert not [p for p in paths if p.endswith(".png")]
-    sizes = page.eval_on_selector_all(
-        "[data-candidate] img", "imgs => imgs.map(i => [i.naturalWidth, i.getBoundingClientRect().width])"
-    )
-    assert sizes and all(natural <= 2 * shown for natural, shown in sizes), sizes
+    grid = page.locator("[data-candidate] img")
+    sizes = [grid.nth(i).evaluate(LOADED_PIXEL_WIDTH_JS) for i in range(grid.count())]
+    assert sizes and all(0 < pixels <= 2 * shown for pixels, shown, _ in sizes), sizes
 
     # Keep this composition, with an edited prompt: linked to its run, first candidate on the seed.
     page.goto(f"{base}/articles/sqlite-wal/")

@@ -113,3 +113,18 @@ def thumb_url(candidate: Any, width: int = THUMBNAIL_WIDTHS[0]) -> str:
 def thumb_height(candidate: Any, width: int) -> int:
     """The displayed height for ``width`` keeping the candidate's aspect."""
     return round(candidate.height * int(width) / candidate.width) if candidate.width else int(width)
+
+
+@register.simple_tag(takes_context=True)
+def candidate_tile(context: Any, candidate: Any, article: Any, message: str = "") -> str:
+    """The grid tile (``gallery.tiles``); ``can_act`` and the CSRF token come from the context."""
+    from gallery.tiles import candidate_tile as tile
+
+    can_act = context.get("can_act")
+    return tile(
+        candidate,
+        hero_id=article.hero_candidate_id,
+        can_act=bool(can_act() if callable(can_act) else can_act),
+        csrf=str(context.get("csrf_token", "")),
+        message=message or "",
+    )
