@@ -69,3 +69,15 @@ class RegenerateForm(forms.Form):
         model_field = self.fields["model"]
         assert isinstance(model_field, forms.ChoiceField)
         model_field.choices = profile_choices()
+
+
+class PublishForm(forms.Form):
+    """Alt text and the focal point the hero crop keeps (fractions of width and height)."""
+
+    alt_text = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3}),
+        required=False,  # publication_request says why it is needed, in words an editor reads
+        help_text="Describe the image for readers who cannot see it. Required before publishing.",
+    )
+    focal_x = forms.FloatField(min_value=0, max_value=1, initial=0.5, widget=forms.HiddenInput)
+    focal_y = forms.FloatField(min_value=0, max_value=1, initial=0.5, widget=forms.HiddenInput)

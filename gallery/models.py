@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.conf import settings
 from django.db import models
+from django.db.models import F, Q
 from django.urls import reverse
+from django.utils import timezone
 
 from generation.models import ContentType
 
@@ -30,3 +35,94 @@ class Article(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("gallery:article_detail", args=[self.slug])
+
+
+class Publication(models.Model):
+    """An approved candidate published as its article's hero: renditions uploaded to the
+    ``publish`` storage under content-hash keys, then the article pointed at them.
+
+    State machine (each arrow one conditional UPDATE)::
+
+        publishing --all renditions uploaded--> published --unpublish--> unpublished
+            |  ^                                    \\--replaced by a newer hero--> replaced
+            v  |retry
+           failed
+
+    The article's ``hero_candidate`` and ``published_urls`` change only in the transaction that
+    marks a publication ``published``, so a half-done publish never shows on the blog.
+    """
+
+    class Status(models.TextChoices):
+        PUBLISHING = "publishing", "Publishing"
+        PUBLISHED = "published", "Published"
+        FAILED = "failed", "Failed"
+        UNPUBLISHED = "unpublished", "Unpublished"
+        REPLACED = "replaced", "Replaced by a newer hero"
+
+    article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="publications")
+    candidate = models.ForeignKey("generation.Candidate", on_delete=models.CASCADE, related_name="publications")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PUBLISHING, db_index=True)
+    alt_text = models.TextField()
+    focal_x = models.FloatField(default=0.5)
+    focal_y = models.FloatField(default=0.5)
+    urls = models.JSONField(default=dict, blank=True, help_text="Public URL by rendition, e.g. hero.webp.")
+    renditions = models.JSONField(default=list, blank=True)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    uploaded = models.PositiveSmallIntegerField(default=0, help_text="Objects uploaded by the last attempt.")
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    requested_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-requested_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(focal_x__gte=0, focal_x__lte=1, focal_y__gte=0, focal_y__lte=1),
+                name="publication_focal_point_inside",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"publication {self.pk} of candidate {self.candidate_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status != self.Status.PUBLISHING
+
+    def _transition(self, allowed: Q, **changes: Any) -> bool:
+        won = Publication.objects.filter(allowed, pk=self.pk).update(**changes) == 1
+        if won:
+            self.refresh_from_db()
+        return won
+
+    def start_attempt(self) -> bool:
+        """Count an attempt of a publication still publishing (the task's claim)."""
+        return self._transition(Q(status=self.Status.PUBLISHING), attempts=F("attempts") + 1, error="")
+
+    def mark_published(self, urls: dict[str, str], renditions: list[dict[str, Any]], uploaded: int) -> bool:
+        return self._transition(
+            Q(status=self.Status.PUBLISHING),
+            status=self.Status.PUBLISHED,
+            urls=urls,
+            renditions=renditions,
+            uploaded=uploaded,
+            finished_at=timezone.now(),
+        )
+
+    def mark_failed(self, error: str) -> bool:
+        return self._transition(
+            Q(status=self.Status.PUBLISHING), status=self.Status.FAILED, error=error, finished_at=timezone.now()
+        )
+
+    def retry(self) -> bool:
+        """failed -> publishing, for the editor's Retry button."""
+        return self._transition(Q(status=self.Status.FAILED), status=self.Status.PUBLISHING, finished_at=None)
+
+    def unpublish(self) -> bool:
+        return self._transition(Q(status=self.Status.PUBLISHED), status=self.Status.UNPUBLISHED)
+
+    def mark_replaced(self) -> bool:
+        return self._transition(Q(status=self.Status.PUBLISHED), status=self.Status.REPLACED)

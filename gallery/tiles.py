@@ -37,9 +37,11 @@ def _actions(url: Any, pk: int, status: str, seed: int, csrf: str, is_hero: bool
     if status in ("approved", "rejected"):
         buttons += '<button name="action" value="undo" data-key="u">Undo</button>'
     hero = ""
+    if status == "approved":
+        hero += f'<a class="button-link" href="{_e(url.publish)}">Publish…</a>'
     if status == "approved" and not is_hero:
         hero_url = _e(url.hero)
-        hero = f'<form method="post" action="{hero_url}" hx-post="{hero_url}">{token}<button>Make hero</button></form>'
+        hero += f'<form method="post" action="{hero_url}" hx-post="{hero_url}">{token}<button>Make hero</button></form>'
     review = _e(url.review)
     return (
         f'<form class="actions" method="post" action="{review}" hx-post="{review}" hx-target="#candidate-{pk}" '

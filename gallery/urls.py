@@ -24,4 +24,8 @@ urlpatterns = [
     path("candidates/<int:pk>/review/", views.candidate_decide, name="candidate_review"),
     path("candidates/<int:pk>/hero/", views.candidate_make_hero, name="candidate_hero"),
     path("candidates/<int:pk>/regenerate/", views.candidate_regenerate_view, name="candidate_regenerate"),
+    path("candidates/<int:pk>/publish/", views.candidate_publish, name="candidate_publish"),
+    path("publications/<int:pk>/", views.publication_card, name="publication_card"),
+    path("publications/<int:pk>/retry/", views.publication_retry_view, name="publication_retry"),
+    path("publications/<int:pk>/unpublish/", views.publication_unpublish_view, name="publication_unpublish"),
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
@@ -22,8 +23,15 @@ from django_htmx.http import HttpResponseClientRefresh
 from django_htmx.middleware import HtmxDetails
 
 from gallery.access import editor_required, login_required_401
-from gallery.forms import GenerateForm, RegenerateForm
-from gallery.models import Article
+from gallery.forms import GenerateForm, PublishForm, RegenerateForm
+from gallery.models import Article, Publication
+from gallery.publishing import (
+    alt_text_suggestion,
+    picture_snippet,
+    publication_request,
+    publication_retry,
+    publication_unpublish,
+)
 from gallery.services import ReviewConflict, article_set_hero, candidate_review
 from generation.models import Candidate, GenerationRun, ReviewEvent
 from generation.services import run_cancel as cancel_run
@@ -75,7 +83,7 @@ def _article_rows(q: str, filter_key: str, sort_key: str) -> QuerySet[Article]:
             approved_count=_candidates_in(Candidate.Review.APPROVED),
         )
     if filter_key == "published":
-        published = Candidate.objects.filter(run__article=OuterRef("pk"), review_status=Candidate.Review.PUBLISHED)
+        published = Publication.objects.filter(article=OuterRef("pk"), status=Publication.Status.PUBLISHED)
         rows = rows.filter(Exists(published))
     elif filter_key in LIST_FILTERS:
         rows = rows.filter(LIST_FILTERS[filter_key][1])
@@ -85,7 +93,7 @@ def _article_rows(q: str, filter_key: str, sort_key: str) -> QuerySet[Article]:
 def _annotate_page(ids: list[int]) -> list[Article]:
     """One page's articles with their counts, hero and newest candidate: three queries."""
     newest = Candidate.objects.filter(run__article=OuterRef("pk")).order_by("-created_at", "-pk").values("pk")[:1]
-    published = Candidate.objects.filter(run__article=OuterRef("pk"), review_status=Candidate.Review.PUBLISHED)
+    published = Publication.objects.filter(article=OuterRef("pk"), status=Publication.Status.PUBLISHED)
     articles = Article.objects.select_related("hero_candidate").annotate(
         newest_candidate_id=Subquery(newest), has_published=Exists(published)
     )
@@ -163,10 +171,13 @@ def _article_page(request: HttpRequest, article: Article, form: GenerateForm, st
     places = _queue_places() if any(run.status == GenerationRun.Status.QUEUED for run in runs) else {}
     for run in runs:
         run.place_in_queue = places.get(run.pk)  # type: ignore[attr-defined]
+    publication = article.publications.select_related("candidate").first()
     context = {
         "article": article,
         "form": form,
         "runs": runs,
+        "publication": publication,
+        "snippet": picture_snippet(publication) if publication else "",
         "events": _events(article),
         "thumbnail_widths": THUMBNAIL_WIDTHS,
     }
@@ -378,3 +389,65 @@ def run_regenerate_view(request: HttpRequest, pk: int) -> HttpResponse:
 def candidate_regenerate_view(request: HttpRequest, pk: int) -> HttpResponse:
     candidate = _candidate(pk)
     return _regenerate(request, candidate.run, candidate)
+
+
+@editor_required
+@require_http_methods(["GET", "POST"])
+def candidate_publish(request: HttpRequest, pk: int) -> HttpResponse:
+    """Alt text (prefilled with a suggestion) and a focal point, then publish on the light queue."""
+    candidate = _candidate(pk)
+    form = PublishForm(request.POST or None, initial={"alt_text": alt_text_suggestion(candidate)})
+    if request.method == "POST" and form.is_valid():
+        focal = (form.cleaned_data["focal_x"], form.cleaned_data["focal_y"])
+        try:
+            publication_request(
+                candidate=candidate, by=request.user, alt_text=form.cleaned_data["alt_text"], focal=focal
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            messages.success(request, "Publishing: the renditions are being made and uploaded.")
+            return HttpResponseRedirect(f"{candidate.run.article.get_absolute_url()}#publication")
+    context = {
+        "form": form,
+        "candidate": candidate,
+        "run": candidate.run,
+        "article": candidate.run.article,
+        "hero_size": "{}x{}".format(*settings.HOFFDESK_HERO_SIZE),
+    }
+    return render(request, "gallery/publish.html", context, status=400 if form.errors else 200)
+
+
+def _publication_card(request: HttpRequest, publication: Publication) -> HttpResponse:
+    context = {"publication": publication, "snippet": picture_snippet(publication)}
+    return render(request, "gallery/article_detail.html#publication-card", context)
+
+
+@login_required_401
+@require_GET
+def publication_card(request: HttpRequest, pk: int) -> HttpResponse:
+    return _publication_card(request, get_object_or_404(Publication.objects.select_related("candidate"), pk=pk))
+
+
+@editor_required
+@require_POST
+def publication_retry_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    publication = get_object_or_404(Publication.objects.select_related("candidate"), pk=pk)
+    publication_retry(publication=publication)
+    if request.htmx:
+        return _publication_card(request, publication)
+    return HttpResponseRedirect(f"{publication.article.get_absolute_url()}#publication")
+
+
+@editor_required
+@require_POST
+def publication_unpublish_view(request: HttpRequest, pk: int) -> HttpResponse:
+    publication = get_object_or_404(Publication, pk=pk)
+    if publication_unpublish(
+        publication=publication, by=request.user, delete_objects=request.POST.get("delete") == "1"
+    ):
+        messages.success(request, "Unpublished: the article has no published hero now.")
+    else:
+        messages.warning(request, "Nothing to unpublish: that publication is not live.")
+    return HttpResponseRedirect(f"{publication.article.get_absolute_url()}#publication")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -159,6 +160,8 @@ STORAGES = {
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": CANDIDATES_DIR, "base_url": None, "allow_overwrite": True},
     },
+    # Published renditions: public, immutable, keyed by content hash (gallery/publishing.py).
+    "publish": {},  # filled in below: a local folder by default, R2 when configured
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
         if not DEBUG
@@ -166,6 +169,124 @@ STORAGES = {
     },
 }
 WHITENOISE_USE_FINDERS = True
+
+# --- publishing (Cloudflare R2 through django-storages, or a local folder) -------------------
+
+PUBLISH_CACHE_CONTROL = "public, max-age=31536000, immutable"
+R2_VARIABLES = (
+    "HOFFDESK_R2_ENDPOINT_URL",
+    "HOFFDESK_R2_BUCKET",
+    "HOFFDESK_R2_ACCESS_KEY_ID",
+    "HOFFDESK_R2_SECRET_ACCESS_KEY",
+    "HOFFDESK_R2_PUBLIC_BASE_URL",
+)
+CANDIDATES_S3_VARIABLES = (
+    "HOFFDESK_CANDIDATES_ENDPOINT_URL",
+    "HOFFDESK_CANDIDATES_BUCKET",
+    "HOFFDESK_CANDIDATES_ACCESS_KEY_ID",
+    "HOFFDESK_CANDIDATES_SECRET_ACCESS_KEY",
+)
+
+
+def _all_or_none(names: tuple[str, ...]) -> dict[str, str] | None:
+    """The variables' values when all are set, None when none is; a partial set is an error."""
+    values = {name: (envsecret(name) if "SECRET" in name else envstr(name, "")) or "" for name in names}
+    missing = [name for name, value in values.items() if not value]
+    if len(missing) == len(names):
+        return None
+    if missing:
+        raise ImproperlyConfigured(
+            f"{', '.join(missing)} must be set too: {', '.join(names)} go together (set all or none)."
+        )
+    return values
+
+
+def s3_storage_options(
+    *, endpoint_url: str, bucket: str, access_key: str, secret_key: str, public_base_url: str | None
+) -> dict[str, object]:
+    """django-storages' S3 backend configured the way Cloudflare R2 needs it (DESIGN.md): region
+    ``auto``, SigV4 only, checksums only when an operation requires them (R2 rejects boto3's
+    default CRC32 trailers and aws-chunked uploads), no ACLs, and, for public files, unsigned
+    URLs on the CDN domain."""
+    from botocore.config import Config
+
+    options: dict[str, object] = {
+        "bucket_name": bucket,
+        "endpoint_url": endpoint_url,
+        "access_key": access_key,
+        "secret_key": secret_key,
+        "region_name": "auto",
+        "signature_version": "s3v4",
+        "default_acl": None,
+        "file_overwrite": True,
+        "client_config": Config(
+            signature_version="s3v4",
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+        ),
+    }
+    if public_base_url is not None:
+        parsed = urlparse(public_base_url)
+        options.update(
+            querystring_auth=False,
+            custom_domain=(parsed.netloc + parsed.path).rstrip("/"),
+            url_protocol=f"{parsed.scheme or 'https'}:",
+            object_parameters={"CacheControl": PUBLISH_CACHE_CONTROL},
+        )
+    return options
+
+
+PUBLISH_DIR = envpath("HOFFDESK_PUBLISH_DIR", DATA_DIR / "publish")
+_r2 = _all_or_none(R2_VARIABLES)
+if _r2 is not None:
+    PUBLISH_BASE_URL = _r2["HOFFDESK_R2_PUBLIC_BASE_URL"].rstrip("/") + "/"
+    STORAGES["publish"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": s3_storage_options(
+            endpoint_url=_r2["HOFFDESK_R2_ENDPOINT_URL"],
+            bucket=_r2["HOFFDESK_R2_BUCKET"],
+            access_key=_r2["HOFFDESK_R2_ACCESS_KEY_ID"],
+            secret_key=_r2["HOFFDESK_R2_SECRET_ACCESS_KEY"],
+            public_base_url=PUBLISH_BASE_URL,
+        ),
+    }
+else:
+    # Offline default: a folder under the data folder, served at /published/ by the dashboard.
+    PUBLISH_BASE_URL = envstr("HOFFDESK_PUBLISH_BASE_URL", "/published/").rstrip("/") + "/"
+    STORAGES["publish"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": PUBLISH_DIR, "base_url": PUBLISH_BASE_URL, "allow_overwrite": True},
+    }
+PUBLISH_IS_LOCAL = _r2 is None
+
+_candidates_s3 = _all_or_none(CANDIDATES_S3_VARIABLES)
+if _candidates_s3 is not None:
+    # Several GPU machines share candidates through a private bucket; the web streams them.
+    STORAGES["candidates"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": s3_storage_options(
+            endpoint_url=_candidates_s3["HOFFDESK_CANDIDATES_ENDPOINT_URL"],
+            bucket=_candidates_s3["HOFFDESK_CANDIDATES_BUCKET"],
+            access_key=_candidates_s3["HOFFDESK_CANDIDATES_ACCESS_KEY_ID"],
+            secret_key=_candidates_s3["HOFFDESK_CANDIDATES_SECRET_ACCESS_KEY"],
+            public_base_url=None,
+        ),
+    }
+
+# Renditions made when publishing: the Open Graph hero, a thumbnail, and srcset widths of the hero.
+HOFFDESK_HERO_SIZE = (envint("HOFFDESK_HERO_WIDTH", 1200, minimum=16), envint("HOFFDESK_HERO_HEIGHT", 630, minimum=16))
+HOFFDESK_THUMBNAIL_SIZE = (
+    envint("HOFFDESK_PUBLISH_THUMB_WIDTH", 400, minimum=16),
+    envint("HOFFDESK_PUBLISH_THUMB_HEIGHT", 210, minimum=16),
+)
+HOFFDESK_SRCSET_WIDTHS = [int(w) for w in envlist("HOFFDESK_SRCSET_WIDTHS", ["480", "800"])]
+HOFFDESK_PUBLISH_FORMATS = envlist("HOFFDESK_PUBLISH_FORMATS", ["webp", "jpeg", "avif"])
+HOFFDESK_PUBLISH_QUALITY = envint("HOFFDESK_PUBLISH_QUALITY", 82, minimum=1)
+HOFFDESK_PUBLISH_MAX_ATTEMPTS = envint("HOFFDESK_PUBLISH_MAX_ATTEMPTS", 4, minimum=1)
+HOFFDESK_PUBLISH_RETRY_SECONDS = envfloat("HOFFDESK_PUBLISH_RETRY_SECONDS", 2.0)
 
 # --- generation -----------------------------------------------------------------------------
 
@@ -202,6 +323,19 @@ Q_CLUSTER = {
     "recycle": 1000,
     "save_limit": 1000,
     "label": "Worker tasks",
+    # Publishing, thumbnails and sweeps never wait behind a GPU run: they go to the "light"
+    # cluster (``async_task(..., cluster="light")``), started with
+    # ``Q_CLUSTER_NAME=light manage.py qcluster``. Its name is also its ORM queue's name.
+    "ALT_CLUSTERS": {
+        "light": {
+            "workers": envint("HOFFDESK_LIGHT_WORKERS", 2, minimum=1),
+            "queue_limit": 4,
+            "timeout": 600,
+            # A light cluster holds up to queue_limit + workers tasks: retry > 6 x timeout.
+            "retry": 4200,
+            "label": "Light tasks",
+        }
+    },
 }
 
 LOGGING = {
@@ -211,6 +345,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "loggers": {
         "generation": {"handlers": ["console"], "level": envstr("HOFFDESK_LOG_LEVEL", "INFO")},
-        "django_q": {"handlers": ["console"], "level": "WARNING", "propagate": False},
+        "gallery": {"handlers": ["console"], "level": envstr("HOFFDESK_LOG_LEVEL", "INFO")},
+        # django-q2 logs as "django-q" (not the package name).
+        "django-q": {"handlers": ["console"], "level": "WARNING", "propagate": False},
     },
 }

@@ -17,6 +17,9 @@ from django.db import connection
 from gallery.models import Article
 from generation.models import GenerationRun
 
+# moto's standalone S3 server over real HTTP, behind a proxy that records what it receives.
+pytest_plugins = ["tests.s3_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 # Fixed torch threads: byte-identical PNGs need the same thread count (DESIGN.md).
 TORCH_THREADS = "2"

@@ -73,6 +73,10 @@ class CandidateLinks:
         return self._url("candidate_hero")
 
     @property
+    def publish(self) -> str:
+        return self._url("candidate_publish")
+
+    @property
     def regenerate(self) -> str:
         return self._url("candidate_regenerate")
 

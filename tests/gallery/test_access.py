@@ -10,15 +10,25 @@ from django.core.files.base import ContentFile
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from PIL import Image
 
-from gallery.models import Article
+from gallery.models import Article, Publication
 from generation.models import Candidate, GenerationRun, candidate_storage
 
 pytestmark = pytest.mark.django_db
 
 # Every name in the gallery namespace is in exactly one of these.
 PAGES = {"article_list", "article_detail", "candidate_detail", "compare"}
-FRAGMENTS_AND_FILES = {"run_card", "article_history", "candidate_image", "candidate_thumbnail"}
-ACTIONS = {"run_create", "run_cancel", "run_regenerate", "candidate_review", "candidate_hero", "candidate_regenerate"}
+FRAGMENTS_AND_FILES = {"run_card", "article_history", "candidate_image", "candidate_thumbnail", "publication_card"}
+ACTIONS = {
+    "run_create",
+    "run_cancel",
+    "run_regenerate",
+    "candidate_review",
+    "candidate_hero",
+    "candidate_regenerate",
+    "candidate_publish",
+    "publication_retry",
+    "publication_unpublish",
+}
 
 
 def gallery_patterns() -> dict[str, URLPattern]:
@@ -46,9 +56,11 @@ def candidate(article) -> Candidate:
     name = candidate_storage().save(f"runs/{run.pk:06d}/00-seed7.png", ContentFile(buffer.getvalue()))
     import hashlib
 
-    return Candidate.objects.create(
+    candidate = Candidate.objects.create(
         run=run, index=0, seed=7, image=name, width=64, height=64, sha256=hashlib.sha256(buffer.getvalue()).hexdigest()
     )
+    Publication.objects.create(article=article, candidate=candidate, alt_text="A test", status="failed")
+    return candidate
 
 
 def url_for(name: str, article: Article, candidate: Candidate) -> str:
@@ -57,6 +69,8 @@ def url_for(name: str, article: Article, candidate: Candidate) -> str:
     kwargs = {key: samples[key] for key in pattern.pattern.regex.groupindex}
     if name.startswith("run_") and "pk" in kwargs:
         kwargs["pk"] = candidate.run_id
+    if name.startswith("publication_"):
+        kwargs["pk"] = Publication.objects.get(candidate=candidate).pk
     return reverse(f"gallery:{name}", kwargs=kwargs)
 
 
@@ -98,6 +112,7 @@ def test_a_user_in_no_group_gets_a_friendly_403_on_every_action(
     candidate.refresh_from_db()
     assert candidate.review_status == Candidate.Review.PENDING
     assert GenerationRun.objects.count() == 1 and not candidate.events.exists()
+    assert list(Publication.objects.values_list("status", flat=True)) == ["failed"]
 
 
 def test_every_action_is_refused_to_an_onlooker_with_403_for_its_own_method(
