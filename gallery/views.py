@@ -426,8 +426,13 @@ def _publication_card(request: HttpRequest, publication: Publication) -> HttpRes
 
 @login_required_401
 @require_GET
-def publication_card(request: HttpRequest, pk: int) -> HttpResponse:
-    return _publication_card(request, get_object_or_404(Publication.objects.select_related("candidate"), pk=pk))
+def publication_card(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Polled while publishing; when it ends, the page reloads once so the hero badge, the
+    candidate's state and the URLs all show the outcome together."""
+    publication = get_object_or_404(Publication.objects.select_related("candidate"), pk=pk)
+    if request.htmx and publication.is_finished:
+        return HttpResponseClientRefresh()
+    return _publication_card(request, publication)
 
 
 @editor_required

@@ -1,7 +1,8 @@
-"""One command for one machine: the web server and the GPU worker together.
+"""One command for one machine: the web server, the GPU worker and the light worker together.
 
-``python -m hoffdesk_images.run`` starts ``runserver`` and ``qcluster`` as children in their own
-process groups, so the terminal's Ctrl-C reaches only this supervisor. It then sends SIGTERM to
+``python -m hoffdesk_images.run`` starts ``runserver``, ``qcluster`` (the GPU cluster) and
+``qcluster`` with ``Q_CLUSTER_NAME=light`` (publishing and housekeeping, which never wait behind
+a GPU run) as children in their own process groups, so the terminal's Ctrl-C reaches only this supervisor. It then sends SIGTERM to
 each child's main process (django-q2 drains gracefully on that; a signal to its whole group can
 leave it hanging), waits, and kills whatever is left. If either child dies, the other is
 stopped too, and the exit status says so.
@@ -20,11 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 STOP_GRACE_SECONDS = 20
 
 
-def children_commands(address: str) -> dict[str, list[str]]:
+def children_commands(address: str) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Each child's command line and the environment variables it adds."""
     manage = [sys.executable, str(ROOT / "manage.py")]
     return {
-        "web": [*manage, "runserver", address, "--noreload"],
-        "worker": [*manage, "qcluster"],
+        "web": ([*manage, "runserver", address, "--noreload"], {}),
+        "worker": ([*manage, "qcluster"], {}),
+        "light worker": ([*manage, "qcluster"], {"Q_CLUSTER_NAME": "light"}),
     }
 
 
@@ -53,11 +56,11 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     processes = {
-        name: subprocess.Popen(command, cwd=ROOT, start_new_session=True)
-        for name, command in children_commands(address).items()
+        name: subprocess.Popen(command, cwd=ROOT, env={**os.environ, **extra_env}, start_new_session=True)
+        for name, (command, extra_env) in children_commands(address).items()
     }
     pids = ", ".join(f"{name} pid {proc.pid}" for name, proc in processes.items())
-    print(f"[run] dashboard at http://{address}/ with its worker ({pids}); Ctrl-C stops both", flush=True)
+    print(f"[run] dashboard at http://{address}/ with its workers ({pids}); Ctrl-C stops all", flush=True)
     exit_code = 0
     while not stopping:
         dead = [name for name, proc in processes.items() if proc.poll() is not None]
@@ -66,7 +69,7 @@ def main() -> int:
             exit_code = 1
             break
         time.sleep(0.2)
-    print("[run] stopping web server and worker…", flush=True)
+    print("[run] stopping web server and workers…", flush=True)
     stop(processes)
     print("[run] stopped", flush=True)
     return exit_code

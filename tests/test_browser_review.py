@@ -181,3 +181,45 @@ def test_the_article_page_reads_well_on_a_phone(page: Page, live_server, start_w
     widths = page.eval_on_selector_all("[data-candidate]", "tiles => tiles.map(t => t.getBoundingClientRect().right)")
     assert max(widths) <= 390, widths  # nothing runs off the screen
     page.screenshot(path=str(Path("/tmp") / "hoffdesk-phone.png"), full_page=True)
+
+
+def test_editor_approves_sets_the_focal_point_and_publishes_then_copies_the_snippet(
+    page: Page, live_server, start_worker
+) -> None:
+    from gallery.models import Publication
+    from tests.gallery.test_publishing import approved_candidate
+
+    editor = make_user("editor", "editors")
+    article = Article.objects.create(slug="wal-hero", title="The WAL hero", summary="Publish me.")
+    candidate = approved_candidate(article, editor)
+    assert candidate.undo(editor)  # pending: the editor approves it in the browser
+    start_worker(Q_CLUSTER_NAME="light")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    log_in(page, live_server.url, "/articles/wal-hero/")
+
+    tile(page, candidate).get_by_role("button", name="Approve").click()
+    expect(tile(page, candidate).get_by_test_id("review-state")).to_have_text("Approved")
+    tile(page, candidate).get_by_role("link", name="Publish…").click()
+
+    image = page.locator("[data-focal] img")
+    box = image.bounding_box()
+    assert box is not None
+    image.click(position={"x": box["width"] * 0.9, "y": box["height"] * 0.45})
+    expect(page.get_by_test_id("focal-readout")).to_contain_text("0.9")
+    page.get_by_label("Alt text").fill("")
+    page.get_by_role("button", name="Publish").click()
+    expect(page.locator('[data-field="alt_text"]')).to_contain_text("Alt text is required")
+    assert not Publication.objects.exists()
+
+    page.get_by_label("Alt text").fill("A lighthouse built from SQLite pages at dusk")
+    page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_test_id("publication-status")).to_have_text("Published", timeout=60_000)
+    publication = Publication.objects.get()
+    assert 0.85 < publication.focal_x < 0.95 and 0.4 < publication.focal_y < 0.5
+    expect(page.get_by_test_id("published-url")).to_have_count(len(publication.urls))
+    page.get_by_role("button", name="Copy the snippet").click()
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert copied.startswith("<picture>") and 'alt="A lighthouse built from SQLite pages at dusk"' in copied
+    assert 'width="1200" height="630"' in copied
+    expect(tile(page, candidate).get_by_test_id("review-state")).to_have_text("Published")
+    page.screenshot(path="/tmp/hoffdesk-laptop-published.png", full_page=True)

@@ -135,7 +135,7 @@ def test_run_command_serves_dashboard_with_worker_and_ctrl_c_stops_both(tmp_path
     assert code == 0, dashboard.output()
     assert "[run] stopped" in dashboard.output()
     assert port_is_free(int(dashboard.address.rsplit(":", 1)[1]))
-    pids = re.search(r"web pid (\d+), worker pid (\d+)", dashboard.output())
+    pids = re.search(r"web pid (\d+), worker pid (\d+), light worker pid (\d+)", dashboard.output())
     assert pids, dashboard.output()
     for pid in pids.groups():
         # The worker's children too: nothing in the web's or the worker's process group is left.

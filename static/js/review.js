@@ -139,7 +139,7 @@
       area.remove();
     }
     const label = button.textContent;
-    button.textContent = "Copied " + text;
+    button.textContent = text.length > 40 ? "Copied" : "Copied " + text;
     setTimeout(() => { button.textContent = label; }, 1500);
   }
 
