@@ -2,10 +2,10 @@
 
 ``python -m hoffdesk_images.run`` starts ``runserver``, ``qcluster`` (the GPU cluster) and
 ``qcluster`` with ``Q_CLUSTER_NAME=light`` (publishing and housekeeping, which never wait behind
-a GPU run) as children in their own process groups, so the terminal's Ctrl-C reaches only this supervisor. It then sends SIGTERM to
-each child's main process (django-q2 drains gracefully on that; a signal to its whole group can
-leave it hanging), waits, and kills whatever is left. If either child dies, the other is
-stopped too, and the exit status says so.
+a GPU run) as children in their own process groups, so the terminal's Ctrl-C reaches only this
+supervisor. It then sends SIGTERM to each child's main process (django-q2 drains gracefully on
+that; a signal to its whole group can leave it hanging), waits, and kills whatever is left. If
+any child dies, the others are stopped too, and the exit status says so.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_publish_completes_while_the_gpu_worker_is_busy_with_a_long_run(start_worker, article) -> None:
-    assert "light" in settings.Q_CLUSTER["ALT_CLUSTERS"]
+    assert "light" in settings.Q_CLUSTER["ALT_CLUSTERS"]  # type: ignore[operator]
     gpu = start_worker()
     light = start_worker(Q_CLUSTER_NAME="light")
     editor = make_user("editor", "editors")
