@@ -9,6 +9,9 @@ from generation.profiles import get_profile
 
 
 def engine_notice(request: HttpRequest) -> dict[str, Any]:
-    """Tells every page plainly when images come from a random-weight demo model."""
+    """Tells every page plainly when images come from a random-weight demo model, and (one query,
+    only when a page shows it) when no GPU worker has been seen for a minute."""
+    from generation.health import gpu_worker_silent
+
     profile = get_profile(settings.HOFFDESK_DEFAULT_MODEL)
-    return {"default_profile": profile, "demo_mode": profile.tiny}
+    return {"default_profile": profile, "demo_mode": profile.tiny, "gpu_worker_silent": gpu_worker_silent}

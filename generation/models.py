@@ -7,12 +7,14 @@ leaves, so two workers or two editors can never both win it. Each returns True w
 from __future__ import annotations
 
 import socket
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.files.storage import Storage, storages
 from django.db import models
 from django.db.models import F, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from generation.profiles import MAX_SEED, profile_choices
@@ -230,8 +232,10 @@ class GenerationRun(models.Model):
             status=self.Status.RUNNING,
             attempts=F("attempts") + 1,
             worker=worker or worker_identity(),
+            # started_at on this host's clock (recovery compares it with a pid's start time);
+            # the heartbeat on the database's, the clock every sweeper compares it with.
             started_at=now,
-            heartbeat_at=now,
+            heartbeat_at=Now(),
             progress_step=0,
             progress_total=self.steps,
         )
@@ -241,15 +245,17 @@ class GenerationRun(models.Model):
         an editor asked to cancel it, which tells the worker to stop."""
         updated = GenerationRun.objects.filter(
             pk=self.pk, status=self.Status.RUNNING, attempts=self.attempts, cancel_requested=False
-        ).update(progress_step=step, progress_total=total, heartbeat_at=timezone.now())
+        ).update(progress_step=step, progress_total=total, heartbeat_at=Now())
         if updated:
             self.progress_step, self.progress_total = step, total
         return updated == 1
 
     def heartbeat(self) -> bool:
+        """Write the heartbeat on the database's clock (a worker's own clock may be off); False
+        when the run is no longer running in this attempt."""
         return (
             GenerationRun.objects.filter(pk=self.pk, status=self.Status.RUNNING, attempts=self.attempts).update(
-                heartbeat_at=timezone.now()
+                heartbeat_at=Now()
             )
             == 1
         )
@@ -288,15 +294,22 @@ class GenerationRun(models.Model):
             return True
         return self._transition(Q(status=self.Status.RUNNING), cancel_requested=True)
 
-    def requeue_orphaned(self, max_attempts: int) -> bool:
-        """running -> queued after its worker died, while attempts remain."""
-        return self._transition(
-            self._running_this_attempt() & Q(attempts__lt=max_attempts, cancel_requested=False),
-            status=self.Status.QUEUED,
-            worker="",
-            heartbeat_at=None,
-            progress_step=0,
-        )
+    def requeue_orphaned(self, max_attempts: int, stale_after: float | None = None) -> bool:
+        """running -> queued after its worker died, while attempts remain.
+
+        ``stale_after``: the worker counts as dead because its heartbeat is older than this many
+        seconds, so the UPDATE checks that again (on the database's clock): a worker that beat
+        since the sweep read the row keeps its run. None: the worker is known dead (its pid).
+        """
+        allowed = self._running_this_attempt() & Q(attempts__lt=max_attempts, cancel_requested=False)
+        if stale_after is not None:
+            allowed &= self.stale_heartbeat(stale_after)
+        return self._transition(allowed, status=self.Status.QUEUED, worker="", heartbeat_at=None, progress_step=0)
+
+    @staticmethod
+    def stale_heartbeat(seconds: float) -> Q:
+        """No heartbeat, or one older than ``seconds`` by the database's clock."""
+        return Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=Now() - timedelta(seconds=seconds))
 
 
 def candidate_storage() -> Storage:
@@ -304,12 +317,14 @@ def candidate_storage() -> Storage:
 
 
 def candidate_upload_to(instance: Candidate, filename: str) -> str:
-    return candidate_file_name(instance.run_id, instance.index, instance.seed)
+    return candidate_file_name(instance.run_id, instance.index, instance.seed, attempt=instance.run.attempts or 1)
 
 
-def candidate_file_name(run_id: int, index: int, seed: int) -> str:
-    """Fixed per run, index and seed, so a retried attempt overwrites rather than duplicates."""
-    return f"runs/{run_id:06d}/{index:02d}-seed{seed}.png"
+def candidate_file_name(run_id: int, index: int, seed: int, attempt: int = 1) -> str:
+    """Fixed per run, attempt, index and seed: each attempt writes names of its own, so an
+    attempt that lost its run (requeued while it was only slow) can never rewrite the files the
+    winning attempt's rows point at, and deletes exactly what it wrote."""
+    return f"runs/{run_id:06d}/a{attempt}-{index:02d}-seed{seed}.png"
 
 
 class Candidate(models.Model):
@@ -411,3 +426,19 @@ class ReviewEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} candidate {self.candidate_id}"
+
+
+class WorkerHeartbeat(models.Model):
+    """A worker process's last sign of life, written by a thread every heartbeat interval, so
+    ``/healthz`` and the dashboard can say whether a GPU worker is there even when it is idle."""
+
+    worker = models.CharField(max_length=200, unique=True, help_text="host:pid")
+    cluster = models.CharField(max_length=40, db_index=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-seen_at"]
+
+    def __str__(self) -> str:
+        return f"{self.worker} ({self.cluster})"

@@ -17,7 +17,12 @@ logger = logging.getLogger(__name__)
 
 @receiver(post_spawn)
 def recover_runs_on_worker_start(sender: Any, proc_name: str, **kwargs: Any) -> None:
+    from django_q.conf import Conf
+
+    from generation.health import WorkerBeat
     from generation.services import runs_recover_orphaned
+
+    WorkerBeat(str(Conf.CLUSTER_NAME)).start()
 
     try:
         recovered = runs_recover_orphaned()

@@ -6,8 +6,11 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from django.views.static import serve
 
+from hoffdesk_images import views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("healthz", views.healthz, name="healthz"),
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("gallery.urls")),

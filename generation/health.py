@@ -1,0 +1,80 @@
+"""Worker liveness: a beat per worker process, and what /healthz and the dashboard read from it.
+
+Each django-q2 worker process starts a daemon thread at ``post_spawn`` that upserts its row in
+``WorkerHeartbeat`` every ``HOFFDESK_HEARTBEAT_INTERVAL`` seconds with the database's clock, so
+an idle GPU worker is visible too (a run's own heartbeat exists only while it runs).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from generation.models import WorkerHeartbeat, worker_identity
+
+logger = logging.getLogger(__name__)
+
+GPU_CLUSTER = str(settings.Q_CLUSTER["name"])
+# The dashboard warns when no GPU worker has beaten for this long.
+WORKER_SILENT_AFTER = timedelta(seconds=60)
+
+
+def worker_beat(cluster: str) -> None:
+    """Record that this worker process is alive, on the database's clock."""
+    identity = worker_identity()
+    updated = WorkerHeartbeat.objects.filter(worker=identity).update(cluster=cluster, seen_at=Now())
+    if not updated:
+        WorkerHeartbeat.objects.update_or_create(worker=identity, defaults={"cluster": cluster, "seen_at": Now()})
+
+
+class WorkerBeat(threading.Thread):
+    """Beats until the process ends; a database error is logged and the next beat reconnects."""
+
+    def __init__(self, cluster: str) -> None:
+        super().__init__(daemon=True, name="hoffdesk-worker-beat")
+        self.cluster = cluster
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                worker_beat(self.cluster)
+            except Exception:
+                logger.warning("worker heartbeat failed; trying again", exc_info=True)
+                connection.close()
+            if self.stopped.wait(settings.HOFFDESK_HEARTBEAT_INTERVAL):
+                break
+        connection.close()
+
+
+def newest_worker(cluster: str = GPU_CLUSTER) -> tuple[WorkerHeartbeat | None, float | None]:
+    """The most recently seen worker of ``cluster`` and the seconds since (database clock)."""
+    beat = WorkerHeartbeat.objects.filter(cluster=cluster).annotate(now=Now()).first()
+    if beat is None:
+        return None, None
+    now: Any = getattr(beat, "now", None) or timezone.now()
+    return beat, max(0.0, (now - beat.seen_at).total_seconds())
+
+
+def gpu_worker_silent() -> bool:
+    """True when no GPU worker has been seen for a minute (the dashboard's banner)."""
+    _, age = newest_worker()
+    return age is None or age > WORKER_SILENT_AFTER.total_seconds()
+
+
+def queue_depth() -> dict[str, int]:
+    """Tasks waiting in the ORM broker, by cluster (the queue's key is the cluster's name)."""
+    from django_q.models import OrmQ
+
+    depth = {GPU_CLUSTER: 0, **{name: 0 for name in settings.Q_CLUSTER.get("ALT_CLUSTERS", {})}}  # type: ignore[attr-defined]
+    for key, count in OrmQ.objects.values_list("key").annotate(n=Count("id")).order_by():
+        depth[key] = count
+    return depth
