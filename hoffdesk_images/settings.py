@@ -27,24 +27,68 @@ from hoffdesk_images.env import (
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DATA_DIR = envpath("HOFFDESK_DATA_DIR", BASE_DIR / "data")
+# Made here whatever the key source: SQLite cannot create its file in a missing folder.
+try:
+    DATA_DIR.mkdir(parents=True, exist_ok=True)
+except OSError as exc:
+    raise ImproperlyConfigured(f"HOFFDESK_DATA_DIR: cannot create {str(DATA_DIR)!r}: {exc}") from None
 DEBUG = envbool("HOFFDESK_DEBUG", False)
 ALLOWED_HOSTS = envlist("HOFFDESK_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = envlist("HOFFDESK_CSRF_TRUSTED_ORIGINS", [])
 
 
-def _secret_key() -> str:
-    """From HOFFDESK_SECRET_KEY(_FILE); else one made on first start and kept in the data folder."""
+def _secret_key(wait_s: float = 2.0) -> str:
+    """From HOFFDESK_SECRET_KEY(_FILE); else one made on first start and kept in the data folder.
+
+    Processes starting together on a fresh data folder (web and worker) must end with one key:
+    the file is created exclusively, so one process writes its key and the others read it back,
+    waiting up to ``wait_s`` for the winner to write it. A file that stays empty is reported.
+    """
+    import os
+    import time
+
     configured = envsecret("HOFFDESK_SECRET_KEY")
     if configured:
         return configured
     key_file = DATA_DIR / "secret_key"
-    if key_file.exists():
-        return key_file.read_text(encoding="utf-8").strip()
-    DATA_DIR.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(50)
-    key_file.write_text(key, encoding="utf-8")
-    key_file.chmod(0o600)
-    return key
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            existing: str | None = key_file.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            existing = None
+        except OSError as exc:
+            raise ImproperlyConfigured(f"Cannot read the secret key file {str(key_file)!r}: {exc}") from None
+        if existing:
+            return existing
+        if existing is None:
+            key = secrets.token_urlsafe(50)
+            try:
+                fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process starting now won: read its key back
+            except OSError as exc:
+                raise ImproperlyConfigured(f"Cannot create the secret key file {str(key_file)!r}: {exc}") from None
+            else:
+                try:
+                    data = key.encode("utf-8")
+                    if os.write(fd, data) != len(data):
+                        raise OSError(f"short write to {key_file}")
+                    os.fsync(fd)
+                except BaseException:
+                    # Leave no empty or partial file behind for the next start to trip over.
+                    os.close(fd)
+                    key_file.unlink(missing_ok=True)
+                    raise
+                os.close(fd)
+                return key
+        if time.monotonic() >= deadline:
+            raise ImproperlyConfigured(
+                f"The secret key file {str(key_file)!r} is empty (still after {wait_s:g} s): a start that "
+                "created it died before writing a key. Delete it so that the next start makes a new key, "
+                "or set HOFFDESK_SECRET_KEY."
+            )
+        time.sleep(0.05)
 
 
 SECRET_KEY = _secret_key()
