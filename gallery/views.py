@@ -190,6 +190,12 @@ def _events(article: Article) -> QuerySet[ReviewEvent]:
     ]
 
 
+def _show_errors(form: Any, exc: ValidationError) -> None:
+    """A service's field -> message errors next to the form's fields (others at the top)."""
+    for field, errors in exc.message_dict.items():
+        form.add_error(field if field in form.fields else None, errors)
+
+
 @login_required
 @require_GET
 def article_detail(request: HttpRequest, slug: str) -> HttpResponse:
@@ -215,8 +221,7 @@ def run_create(request: HttpRequest, slug: str) -> HttpResponse:
         try:
             run_submit(article=article, requested_by=request.user, **form.cleaned_data)
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            _show_errors(form, exc)
         else:
             return redirect(article)
     return _article_page(request, article, form, status=400)
@@ -368,8 +373,7 @@ def _regenerate(request: HttpRequest, run: GenerationRun, candidate: Candidate |
         try:
             new_run = run_regenerate(source=run, candidate=candidate, requested_by=request.user, **values)
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            _show_errors(form, exc)
         else:
             messages.success(request, f"Run {new_run.pk} queued: {new_run.regenerate_label}.")
             return HttpResponseRedirect(f"{run.article.get_absolute_url()}#run-{new_run.pk}")
@@ -404,8 +408,7 @@ def candidate_publish(request: HttpRequest, pk: int) -> HttpResponse:
                 candidate=candidate, by=request.user, alt_text=form.cleaned_data["alt_text"], focal=focal
             )
         except ValidationError as exc:
-            for field, errors in exc.message_dict.items():
-                form.add_error(field if field in form.fields else None, errors)
+            _show_errors(form, exc)
         else:
             messages.success(request, "Publishing: the renditions are being made and uploaded.")
             return HttpResponseRedirect(f"{candidate.run.article.get_absolute_url()}#publication")
