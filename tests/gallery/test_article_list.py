@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from gallery.models import Article
+from gallery.models import Article, Publication
 from gallery.templatetags.gallery_tags import thumb_url
 from generation.models import Candidate, GenerationRun, ReviewEvent, StylePreset
 from tests.conftest import make_user
@@ -170,10 +170,17 @@ def filter_articles(editor) -> dict[str, Article]:  # type: ignore[no-untyped-de
     add_run(articles["Pending only"], [PENDING, PENDING], seed=10)
     hero, _ = add_run(articles["Approved hero"], [APPROVED, REJECTED], seed=20, reviewer=editor)
     set_hero(articles["Approved hero"], hero)
-    add_run(articles["Published once"], [PUBLISHED, REJECTED], seed=30, reviewer=editor)
+    published, _ = add_run(articles["Published once"], [PUBLISHED, REJECTED], seed=30, reviewer=editor)
     add_run(articles["Mixed bag"], [PENDING], seed=40)
     add_run(articles["Mixed bag"], [APPROVED, UNPUBLISHED], seed=50, reviewer=editor)
-    add_run(articles["Rejected only"], [REJECTED, UNPUBLISHED], seed=60, reviewer=editor)
+    _, unpublished = add_run(articles["Rejected only"], [REJECTED, UNPUBLISHED], seed=60, reviewer=editor)
+    # "Published" reads the Publication records: a live one counts, an unpublished one does not.
+    Publication.objects.create(
+        article=articles["Published once"], candidate=published, alt_text="a", status="published"
+    )
+    Publication.objects.create(
+        article=articles["Rejected only"], candidate=unpublished, alt_text="b", status="unpublished"
+    )
     return articles
 
 
