@@ -11,12 +11,13 @@ import os
 import secrets
 import socket
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import BooleanField, Case, Q, Value, When
 from django.utils import timezone
 
 from generation.models import (
@@ -364,23 +365,46 @@ def run_cancel(*, run: GenerationRun) -> bool:
 
 
 def run_discard_files(*, run: GenerationRun) -> None:
-    """Delete image files a run's attempts may have written but never recorded."""
+    """Delete the image files that any of a run's attempts may have written and no row points at.
+
+    Each attempt writes names of its own (``candidate_file_name``), so this looks at every
+    attempt so far, and at the names from before names carried the attempt.
+    """
     storage = candidate_storage()
     recorded = set(run.candidates.values_list("image", flat=True))
+    current = GenerationRun.objects.filter(pk=run.pk).values_list("attempts", flat=True).first()
+    attempts = max(run.attempts, current or 0, 1)
     for index, seed in enumerate(run.seeds):
-        name = candidate_file_name(run.pk, index, seed)
-        if name not in recorded and storage.exists(name):
-            storage.delete(name)
+        names = [candidate_file_name(run.pk, index, seed, attempt=a) for a in range(1, attempts + 1)]
+        names.append(f"runs/{run.pk:06d}/{index:02d}-seed{seed}.png")  # before names carried the attempt
+        for name in names:
+            if name not in recorded and storage.exists(name):
+                storage.delete(name)
 
 
-def _worker_is_gone(run: GenerationRun, host: str, stale_before: Any) -> bool:
-    if run.heartbeat_at is None or run.heartbeat_at < stale_before:
-        return True
+# A process that started this long after the run's claim cannot be the worker that claimed it.
+PID_REUSE_SLACK = timedelta(seconds=60)
+
+
+def _worker_is_gone(run: GenerationRun, host: str, heartbeat_stale: bool) -> str | None:
+    """Why the run's worker counts as gone: ``"dead"`` (its process on this host has ended, is
+    a zombie, or its pid now belongs to a process started after the claim), ``"stale"`` (a worker
+    elsewhere whose heartbeat is older than ``HOFFDESK_STALE_AFTER``), or None: alive.
+
+    On this host the pid decides, whatever the heartbeat: a live worker may miss beats (a busy
+    database, a long model load) and must keep its run. The heartbeat decides only for workers
+    on other hosts, for this process's own pid, and for a worker field that names no pid.
+    """
     worker_host, _, pid_text = run.worker.rpartition(":")
-    if worker_host != host or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    return pid != os.getpid() and not _process_alive(pid)
+    if worker_host == host and pid_text.isdigit() and int(pid_text) != os.getpid():
+        pid = int(pid_text)
+        if not _process_alive(pid):
+            return "dead"
+        started = _process_started_at(pid)
+        if started is not None and run.started_at is not None and started > run.started_at + PID_REUSE_SLACK:
+            return "dead"
+        return None
+    return "stale" if heartbeat_stale else None
 
 
 def _process_alive(pid: int) -> bool:
@@ -399,35 +423,81 @@ def _process_alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
+def _process_started_at(pid: int) -> datetime | None:
+    """When ``pid`` started, by this host's clock (Linux ``/proc``); None when unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            # Field 22, starttime in clock ticks after boot; fields counted after the ")" of comm.
+            ticks = int(fh.read().rpartition(")")[2].split()[19])
+        with open("/proc/stat", encoding="ascii") as fh:
+            boot = next(int(line.split()[1]) for line in fh if line.startswith("btime "))
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return datetime.fromtimestamp(boot + ticks / hz, tz=UTC)
+
+
+def _finish_orphan(run: GenerationRun, still_orphaned: Q, error: str) -> bool:
+    """At the attempt limit or asked to cancel: cancelled or failed, only while still orphaned."""
+    base = GenerationRun.objects.filter(still_orphaned, pk=run.pk)
+    now = timezone.now()
+    if base.filter(cancel_requested=True).update(status=GenerationRun.Status.CANCELLED, finished_at=now):
+        run.refresh_from_db()
+        return True
+    if base.filter(cancel_requested=False).update(status=GenerationRun.Status.FAILED, finished_at=now, error=error):
+        run.refresh_from_db()
+        return True
+    return False
+
+
 def runs_recover_orphaned() -> list[int]:
     """Runs left ``running`` by a dead worker: queue them again, or fail them past the limit.
 
-    Called when a worker starts. A worker counts as dead when its process on this host is
-    gone, or when its heartbeat is older than ``HOFFDESK_STALE_AFTER`` seconds.
+    Called when a worker starts and at the start of every task. A worker on this host counts as
+    dead when its process is gone; one elsewhere when its heartbeat is older than
+    ``HOFFDESK_STALE_AFTER`` seconds by the database's clock, so no two machines' clocks are
+    compared. Every write re-checks that in its UPDATE, so a worker that beat after the read keeps
+    its run.
     """
     host = socket.gethostname()
-    stale_before = timezone.now() - timedelta(seconds=settings.HOFFDESK_STALE_AFTER)
+    stale_after = settings.HOFFDESK_STALE_AFTER
     limit = settings.HOFFDESK_RUN_MAX_ATTEMPTS
     recovered = []
-    for run in GenerationRun.objects.filter(status=GenerationRun.Status.RUNNING):
-        if not _worker_is_gone(run, host, stale_before):
+    running = GenerationRun.objects.filter(status=GenerationRun.Status.RUNNING).annotate(
+        heartbeat_is_stale=Case(
+            When(GenerationRun.stale_heartbeat(stale_after), then=Value(True)),
+            default=Value(False),
+            output_field=BooleanField(),
+        )
+    )
+    for run in running:
+        why = _worker_is_gone(run, host, bool(getattr(run, "heartbeat_is_stale", False)))
+        if why is None:
             continue
+        guard = stale_after if why == "stale" else None
         with transaction.atomic():
-            if run.requeue_orphaned(limit):
+            if run.requeue_orphaned(limit, stale_after=guard):
                 logger.warning(
-                    "run %s: worker %s died; queued again (attempt %s of %s)", run.pk, run.worker, run.attempts, limit
+                    "run %s: worker %s is gone (%s); queued again (attempt %s of %s)",
+                    run.pk,
+                    run.worker,
+                    "silent heartbeat" if guard is not None else "process ended",
+                    run.attempts,
+                    limit,
                 )
                 run_enqueue(run)
                 recovered.append(run.pk)
                 continue
-        if run.cancel_requested and run.mark_cancelled():
-            run_discard_files(run=run)
-        elif run.fail(
+        still_orphaned = Q(status=GenerationRun.Status.RUNNING, attempts=run.attempts)
+        if guard is not None:
+            still_orphaned &= GenerationRun.stale_heartbeat(guard)
+        error = (
             f"The worker stopped while making this run {run.attempts} time(s) (a crash, a kill by the "
             f"system for lack of memory, or the {settings.HOFFDESK_TASK_TIMEOUT} s task timeout); "
             f"the limit is {limit} attempts, so it was not tried again. Try fewer candidates or a "
             "smaller size, and check the worker's log."
-        ):
+        )
+        if _finish_orphan(run, still_orphaned, error):
             run_discard_files(run=run)
-        recovered.append(run.pk)
+            recovered.append(run.pk)
     return recovered

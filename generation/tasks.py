@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import close_old_connections, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 
 from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
 from generation.profiles import get_profile
@@ -44,7 +44,13 @@ def engine_cache() -> PipelineCache:
 
 
 class _Heartbeat(threading.Thread):
-    """Keeps the run's heartbeat fresh during long silent phases (loading a model)."""
+    """Keeps the run's heartbeat fresh during long silent phases (loading a model).
+
+    It stops when told to, or when the run is no longer this attempt's. A failed beat (SQLite
+    busy, a PostgreSQL server that restarted) is logged, the connection closed so that the next
+    beat reconnects, and the beating goes on: a thread that ended here would leave a live run
+    silent, and a sweeper elsewhere would take it away.
+    """
 
     def __init__(self, run: GenerationRun) -> None:
         super().__init__(daemon=True, name=f"heartbeat-run-{run.pk}")
@@ -54,10 +60,25 @@ class _Heartbeat(threading.Thread):
     def run(self) -> None:
         try:
             while not self.stopped.wait(settings.HOFFDESK_HEARTBEAT_INTERVAL):
-                if not self.run_row.heartbeat():
-                    return
+                try:
+                    if not self.run_row.heartbeat():
+                        return
+                except DatabaseError:
+                    logger.warning("run %s: heartbeat failed; trying again", self.run_row.pk, exc_info=True)
+                    self._reconnect()
+                except Exception:
+                    logger.exception("run %s: heartbeat failed unexpectedly; trying again", self.run_row.pk)
+                    self._reconnect()
         finally:
             connection.close()
+
+    @staticmethod
+    def _reconnect() -> None:
+        """Drop this thread's connection; the next query opens a new one."""
+        try:
+            connection.close()
+        except DatabaseError:
+            logger.debug("closing the heartbeat's broken connection failed", exc_info=True)
 
 
 def _progress_reporter(run: GenerationRun) -> Any:
@@ -155,22 +176,28 @@ def _execute(run: GenerationRun) -> str:
 def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
     """Write the files, then mark the run succeeded and create its rows in one transaction.
 
-    File names are fixed per run and index, so a retry after a crash overwrites what an earlier
-    attempt wrote; the rows exist only if the run succeeded, so there are never duplicates.
+    File names carry the attempt (``candidate_file_name``): an attempt that lost its run (it was
+    requeued while only slow, and another attempt took over) writes names no other attempt
+    writes, so it can never change the files the winner's rows point at, and when ``succeed``
+    tells it that it lost, it deletes exactly the files it wrote. The rows exist only if the run
+    succeeded, so there are never duplicates.
     """
     storage = candidate_storage()
+    attempt = run.attempts
     names = [
-        storage.save(candidate_file_name(run.pk, image.index, image.seed), ContentFile(image.png))
+        storage.save(candidate_file_name(run.pk, image.index, image.seed, attempt=attempt), ContentFile(image.png))
         for image in result.images
     ]
     # Thumbnails before the rows exist, so the grid never waits for the web process to make one.
+    # (They are named by content hash and may be shared, so a losing attempt leaves them.)
     for image, name in zip(result.images, names, strict=True):
         thumbnails_ensure_all(image_name=name, sha256=image.sha256, png=image.png)
     variation_seeds: list[int | None] = [None] * len(result.images)
     if run.variation_seeds:
         variation_seeds = list(run.variation_seeds)
     with transaction.atomic():
-        if run.succeed(result.load_seconds, result.inference_seconds):
+        won = run.succeed(result.load_seconds, result.inference_seconds)
+        if won:
             Candidate.objects.bulk_create(
                 Candidate(
                     run=run,
@@ -184,13 +211,22 @@ def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
                 )
                 for image, name in zip(result.images, names, strict=True)
             )
-            logger.info(
-                "run %s succeeded: load %.2f s, pipeline %.2f s", run.pk, result.load_seconds, result.inference_seconds
-            )
-            return "succeeded"
+    if won:
+        logger.info(
+            "run %s succeeded: load %.2f s, pipeline %.2f s", run.pk, result.load_seconds, result.inference_seconds
+        )
+        if attempt > 1:
+            run_discard_files(run=run)  # what earlier attempts wrote before they died
+        return "succeeded"
+    # Lost: cancelled, or the run is another attempt's now. These names are this attempt's alone.
+    for name in names:
+        storage.delete(name)
     run.refresh_from_db()
-    if run.status == GenerationRun.Status.CANCELLED or run.cancel_requested:
-        if run.status == GenerationRun.Status.RUNNING:
-            run.mark_cancelled()
+    if run.status == GenerationRun.Status.RUNNING and run.attempts == attempt and run.cancel_requested:
+        run.mark_cancelled()
+    if run.is_finished:
         run_discard_files(run=run)
+    logger.info(
+        "run %s: attempt %s lost the run (now %s); deleted its %s files", run.pk, attempt, run.status, len(names)
+    )
     return run.status
