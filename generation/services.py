@@ -15,7 +15,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.contrib.auth import get_user_model
+from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.db.models import BooleanField, Case, Q, Value, When
 from django.utils import timezone
@@ -252,14 +253,17 @@ def run_submit(
         variation_strength=variation_strength,
         variation_seed=variation_seed,
     )
+    user = requested_by if getattr(requested_by, "is_authenticated", False) else None
     with transaction.atomic():
+        if user is not None:
+            _check_queue_limit(user)
         run = GenerationRun.objects.create(
             article=article,
             preset=preset,
             prompt_template=template,
             parent=parent,
             regenerate_mode=regenerate_mode,
-            requested_by=requested_by if getattr(requested_by, "is_authenticated", False) else None,
+            requested_by=user,
             progress_total=params.steps,
             **params.__dict__,
         )
@@ -267,6 +271,32 @@ def run_submit(
         type(article).objects.filter(pk=article.pk).update(updated_at=timezone.now())
         run_enqueue(run)
     return run
+
+
+class QueueLimitReached(ValidationError):
+    """This user already has as many runs waiting or running as one account may (the API
+    answers 429; a form shows the message at the top)."""
+
+
+def _check_queue_limit(user: Any) -> None:
+    """One account cannot fill the GPU queue: at most ``HOFFDESK_USER_QUEUE_LIMIT`` of its runs
+    queued or running. The user's row is locked first, so two submits cannot both slip in."""
+    limit = settings.HOFFDESK_USER_QUEUE_LIMIT
+    if not limit:
+        return
+    get_user_model().objects.select_for_update().filter(pk=user.pk).exists()
+    waiting = GenerationRun.objects.filter(
+        requested_by=user, status__in=[GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING]
+    ).count()
+    if waiting >= limit:
+        raise QueueLimitReached(
+            {
+                NON_FIELD_ERRORS: (
+                    f"You already have {waiting} runs waiting or running; the limit is {limit} per person, so the GPU "
+                    "stays fair. Wait for some to finish or cancel one, then try again."
+                )
+            }
+        )
 
 
 def run_regenerate(

@@ -7,7 +7,10 @@ The defaults run a single machine with SQLite and local folders under ``./data``
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -35,6 +38,67 @@ except OSError as exc:
 DEBUG = envbool("HOFFDESK_DEBUG", False)
 ALLOWED_HOSTS = envlist("HOFFDESK_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = envlist("HOFFDESK_CSRF_TRUSTED_ORIGINS", [])
+# Where ``make run`` (hoffdesk_images/run.py) serves; read here only to refuse debug off loopback.
+HOFFDESK_ADDRESS = envstr("HOFFDESK_ADDRESS", "127.0.0.1:8000")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost (and names under .localhost, RFC 6761), ::1 and 127.0.0.0/8."""
+    host = host.strip().lower().rstrip(".")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def address_host(address: str) -> str:
+    """The host part of a runserver address: ``port``, ``host:port``, ``[ipv6]:port``."""
+    match = re.fullmatch(r"(?:(?P<host>\[[^\]]*\]|[^:\[\]]*):)?(?P<port>\d+)", address.strip())
+    if match is None:
+        return address.strip()  # not an address runserver takes: judged as a whole
+    host = match.group("host")
+    # runserver serves 127.0.0.1 for a bare port, and all addresses for "0".
+    return "127.0.0.1" if host is None else host
+
+
+if DEBUG:
+    _exposed = [host for host in ALLOWED_HOSTS if not is_loopback(host)]
+    if not is_loopback(address_host(HOFFDESK_ADDRESS)):
+        _exposed.append(f"{HOFFDESK_ADDRESS} (HOFFDESK_ADDRESS)")
+    if _exposed:
+        raise ImproperlyConfigured(
+            f"HOFFDESK_DEBUG=true is refused on a non-loopback address: {', '.join(_exposed)}. Debug pages "
+            "show settings and tracebacks to anyone who can reach them. Use debug on 127.0.0.1 or localhost "
+            "only (HOFFDESK_ALLOWED_HOSTS and HOFFDESK_ADDRESS), or set HOFFDESK_DEBUG=false."
+        )
+
+# --- HTTPS behind a reverse proxy (HOFFDESK_HTTPS) and headers sent always --------------------
+
+# True when a reverse proxy terminates TLS in front of the app and sets X-Forwarded-Proto and
+# X-Forwarded-For: secure cookies, HSTS, redirect to https. /healthz stays reachable over plain
+# HTTP for monitoring.
+HOFFDESK_HTTPS = envbool("HOFFDESK_HTTPS", False)
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if HOFFDESK_HTTPS:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = True
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    # Only behind a proxy that sets (or strips) this header on every request.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_HSTS_SECONDS = envint("HOFFDESK_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # The preload directive only consents to inclusion in browsers' HSTS preload list; nothing
+    # happens until the (registrable) domain is submitted to hstspreload.org. Set false to
+    # withhold consent; ``check --deploy`` then warns (security.W021).
+    SECURE_HSTS_PRELOAD = envbool("HOFFDESK_HSTS_PRELOAD", True)
 
 
 def _secret_key(wait_s: float = 2.0) -> str:
@@ -103,6 +167,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "django_q",
+    "axes",
     "template_partials",
     "generation",
     "gallery",
@@ -118,6 +183,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes requires: it turns a locked-out login into its 429 response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "hoffdesk_images.urls"
@@ -180,6 +247,32 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "gallery:article_list"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- login throttling (django-axes, attempts kept in the database) ---------------------------
+
+AUTHENTICATION_BACKENDS = [
+    # First: refuses a locked-out username or address before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = envint("HOFFDESK_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+HOFFDESK_LOGIN_COOLOFF_MINUTES = envint("HOFFDESK_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=HOFFDESK_LOGIN_COOLOFF_MINUTES)
+# Separate strings, not one combined list: a username is locked after the limit of failures from
+# any addresses, and an address after the limit of failures for any usernames.
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_COOLOFF_MESSAGE = (
+    "Too many failed login attempts for this account or from this address: logging in is blocked "
+    f"for {HOFFDESK_LOGIN_COOLOFF_MINUTES} minutes. Please try again later."
+)
+if HOFFDESK_HTTPS:
+    # Behind the one reverse proxy HOFFDESK_HTTPS assumes, REMOTE_ADDR is the proxy's: the client
+    # is the right-most X-Forwarded-For entry, the one the proxy appended (entries to its left
+    # come from the client and can be forged). django-ipware's proxy count would expect the
+    # proxy's own address in the header too, so it stays unset.
+    AXES_IPWARE_PROXY_ORDER = "right-most"
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = envstr("HOFFDESK_TIME_ZONE", "UTC")
@@ -347,6 +440,8 @@ HOFFDESK_PROGRESS_INTERVAL = envfloat("HOFFDESK_PROGRESS_INTERVAL", 0.5)
 # A running run whose worker has been silent this long is taken as orphaned.
 HOFFDESK_HEARTBEAT_INTERVAL = envfloat("HOFFDESK_HEARTBEAT_INTERVAL", 10.0, minimum=0.1)
 HOFFDESK_STALE_AFTER = envfloat("HOFFDESK_STALE_AFTER", 120.0, minimum=1.0)
+# One account cannot fill the GPU queue: at most this many of its runs queued or running (0: no limit).
+HOFFDESK_USER_QUEUE_LIMIT = envint("HOFFDESK_USER_QUEUE_LIMIT", 10, minimum=0)
 # torch threads in the worker; 0 keeps torch's default. Fix it for byte-identical CPU output.
 HOFFDESK_TORCH_THREADS = envint("HOFFDESK_TORCH_THREADS", 0, minimum=0)
 

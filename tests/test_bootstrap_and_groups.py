@@ -67,7 +67,7 @@ def test_bootstrap_without_tty_writes_password_to_private_file(data_dir, no_env_
     assert str(path.resolve()) in output
     assert "admin" in output
 
-    user = authenticate(username="admin", password=password)
+    user = authenticate(RequestFactory().post("/login/"), username="admin", password=password)
     assert user is not None
     assert user.is_superuser
     assert user.groups.filter(name="admins").exists()
@@ -94,7 +94,7 @@ def test_bootstrap_on_a_tty_prints_the_password_and_writes_no_file(data_dir, no_
     password = output.split("with password: ", 1)[1].split()[0]
     # A terminal gets coloured output; strip a trailing ANSI reset if the style added one.
     password = password.split("\x1b")[0]
-    user = authenticate(username="admin", password=password)
+    user = authenticate(RequestFactory().post("/login/"), username="admin", password=password)
     assert user is not None
     assert user.groups.filter(name="admins").exists()
 
@@ -106,7 +106,7 @@ def test_bootstrap_with_env_password_keeps_it_out_of_output_and_files(data_dir, 
     assert "from-the-env-123" not in out.getvalue()
     assert "HOFFDESK_ADMIN_PASSWORD" in out.getvalue()
     assert not (data_dir / "admin-password.txt").exists()
-    assert authenticate(username="admin", password="from-the-env-123") is not None
+    assert authenticate(RequestFactory().post("/login/"), username="admin", password="from-the-env-123") is not None
 
 
 def test_bootstrap_does_nothing_when_a_user_exists(data_dir, no_env_password, django_user_model) -> None:
