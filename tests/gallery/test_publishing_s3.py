@@ -194,3 +194,47 @@ def test_a_missing_bucket_fails_at_once_naming_the_setting(
     article.refresh_from_db()
     assert candidate.review_status == Candidate.Review.APPROVED
     assert article.hero_candidate is None and article.published_urls == {}
+
+
+@pytest.fixture(scope="module")
+def s3_server_checking_signatures(tmp_path_factory):  # type: ignore[no-untyped-def]
+    from tests.s3_fixtures import S3Server
+
+    server = S3Server(tmp_path_factory.mktemp("moto-auth-publish"), require_auth=True)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def test_refused_credentials_fail_at_once_naming_the_key_settings(
+    s3_server_checking_signatures, monkeypatch, article, editor, settings
+) -> None:
+    """A storage that signs with the wrong secret (moto checks SigV4 signatures here)."""
+    from storages.backends.s3 import S3Storage
+
+    from gallery import publishing
+    from hoffdesk_images.settings import s3_storage_options
+
+    server = s3_server_checking_signatures
+    server.create_bucket("publish-auth")
+    wrong = S3Storage(
+        **s3_storage_options(
+            endpoint_url=server.endpoint_url,
+            bucket="publish-auth",
+            access_key=server.access_key,
+            secret_key="not-the-secret",
+            public_base_url="https://images.hoffdesk.test",
+        )
+    )
+    monkeypatch.setattr(publishing, "publish_storage", lambda: wrong)
+    settings.HOFFDESK_PUBLISH_RETRY_SECONDS = 30  # a retry would make this test hang: there must be none
+    publication = publishing.publication_request(
+        candidate=approved_candidate(article, editor), by=editor, alt_text="alt", focal=(0.5, 0.5)
+    )
+    assert publication_run(publication.pk) == "failed"
+    publication.refresh_from_db()
+    assert "HOFFDESK_R2_ACCESS_KEY_ID" in publication.error and "HOFFDESK_R2_SECRET_ACCESS_KEY" in publication.error
+    assert publication.attempts == 1 and server.objects("publish-auth") == {}
+    article.refresh_from_db()
+    assert article.hero_candidate is None
