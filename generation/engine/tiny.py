@@ -9,6 +9,7 @@ noise; the code path is real.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import tempfile
@@ -230,21 +231,28 @@ def ensure_tiny(name: str, folder: Path) -> Path:
     """Build the tiny pipeline ``name`` into ``folder`` unless it is already there.
 
     The build goes to a temporary sibling and is renamed into place, so a crash mid-build
-    never leaves a half-written model that later loads.
+    never leaves a half-written model that later loads. Builders on one machine (two worker
+    processes starting together) take turns on a lock file and check again once they hold it,
+    so one builds and the others load its result; a finished folder is never removed under
+    a process that may be loading it.
     """
     if is_built(folder):
         return folder
     folder.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(INIT_SEED)
-    pipe = BUILDERS[name]()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
-    try:
-        pipe.save_pretrained(tmp)
-        (tmp / BUILD_MARKER).write_text(json.dumps({"version": BUILD_VERSION, "seed": INIT_SEED}))
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with open(folder.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_built(folder):
+            return folder
+        torch.manual_seed(INIT_SEED)
+        pipe = BUILDERS[name]()
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+        try:
+            pipe.save_pretrained(tmp)
+            (tmp / BUILD_MARKER).write_text(json.dumps({"version": BUILD_VERSION, "seed": INIT_SEED}))
+            if folder.exists():  # an older build version: replaced while we hold the lock
+                shutil.rmtree(folder)
+            tmp.rename(folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return folder
