@@ -381,9 +381,62 @@ def run_enqueue(run: GenerationRun) -> None:
     from django_q.tasks import async_task
 
     run_id = run.pk
+    # Named GPU queue: the periodic sweep and worker-start recovery also run on the light
+    # cluster, whose own queue is the default there.
     transaction.on_commit(
-        lambda: async_task("generation.tasks.run_generate", run_id, task_name=f"run-{run_id}", group="generation")
+        lambda: async_task(
+            "generation.tasks.run_generate",
+            run_id,
+            task_name=run_task_name(run_id),
+            group="generation",
+            cluster=gpu_queue_name(),
+        )
     )
+
+
+def run_task_name(run_id: int) -> str:
+    return f"run-{run_id}"
+
+
+def gpu_queue_name() -> str:
+    """The GPU cluster's name, which is also its ORM broker queue's key."""
+    return str(settings.Q_CLUSTER["name"])
+
+
+# A run queued this recently may be between its commit and its on_commit enqueue.
+LOST_AFTER = timedelta(seconds=60)
+
+
+def runs_requeue_lost() -> list[int]:
+    """Runs ``queued`` with no task in the GPU queue: enqueue them again.
+
+    A run is lost when the process died between the commit and the on_commit enqueue, or when
+    its task was acknowledged without claiming it. Only runs queued longer than ``LOST_AFTER``
+    count, so a run between its commit and its enqueue is left alone. A duplicate task is
+    harmless: the claim is a conditional UPDATE, so the second finds the run not queued.
+    """
+    from django_q.models import OrmQ
+
+    waiting = GenerationRun.objects.filter(
+        status=GenerationRun.Status.QUEUED, cancel_requested=False, queued_at__lt=timezone.now() - LOST_AFTER
+    ).values_list("pk", flat=True)
+    candidates = list(waiting)
+    if not candidates:
+        return []
+    # The payloads are signed pickles; OrmQ.name() decodes one and answers None when it cannot.
+    in_broker = {entry.name() for entry in OrmQ.objects.filter(key=gpu_queue_name())}
+    requeued = []
+    for run_id in candidates:
+        if run_task_name(run_id) in in_broker:
+            continue
+        run = GenerationRun.objects.filter(pk=run_id, status=GenerationRun.Status.QUEUED).first()
+        if run is None:
+            continue
+        logger.warning("run %s: queued with no task in the broker; enqueued again", run_id)
+        with transaction.atomic():
+            run_enqueue(run)
+        requeued.append(run_id)
+    return requeued
 
 
 def run_cancel(*, run: GenerationRun) -> bool:

@@ -6,6 +6,7 @@ process ever loads it.
 
 from __future__ import annotations
 
+import errno
 import logging
 import threading
 import time
@@ -17,7 +18,7 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 
 from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
 from generation.profiles import get_profile
-from generation.services import run_discard_files, runs_recover_orphaned
+from generation.services import run_discard_files, runs_recover_orphaned, runs_requeue_lost
 from generation.thumbnails import thumbnails_ensure_all
 
 if TYPE_CHECKING:
@@ -103,36 +104,119 @@ def _progress_reporter(run: GenerationRun) -> Any:
 
 
 def run_generate(run_id: int) -> str:
-    """Claim run ``run_id``, make its candidates and record the outcome."""
+    """Claim run ``run_id``, make its candidates and record the outcome.
+
+    Once claimed, the run always ends in a clear state: any error (a broken profile, a full
+    disk while saving, a bug) fails it with the reason, so no run stays ``running`` with a live
+    worker pid and no heartbeat, which no sweep would ever take away.
+    """
     close_old_connections()
     # Each task also sweeps for runs orphaned by workers elsewhere (silent heartbeat), so a dead
-    # GPU box's run is taken up by any busy worker, not only by one that restarts.
-    runs_recover_orphaned()
+    # GPU box's run is taken up by any busy worker, not only by one that restarts. A failing
+    # sweep must not stop the claim: the task would be acknowledged and its run left queued.
+    try:
+        runs_recover_orphaned()
+    except Exception:
+        logger.exception("run %s: the orphan sweep before the claim failed; claiming anyway", run_id)
+        close_old_connections()
     run = GenerationRun.objects.filter(pk=run_id).first()
     if run is None:
         return "gone"
     if not run.claim(settings.HOFFDESK_RUN_MAX_ATTEMPTS):
         logger.info("run %s not claimed: it is %s", run_id, run.status)
         return f"not claimed: {run.status}"
-    logger.info(
-        "run %s: %s x %sx%s with %s, %s steps, seeds %s..%s (attempt %s)",
-        run.pk,
-        run.count,
-        run.width,
-        run.height,
-        run.model_profile,
-        run.steps,
-        run.base_seed,
-        run.seeds[-1],
-        run.attempts,
-    )
-    heartbeat = _Heartbeat(run)
-    heartbeat.start()
+    heartbeat: _Heartbeat | None = None
     try:
+        logger.info(
+            "run %s: %s x %sx%s with %s, %s steps, seeds %s..%s (attempt %s)",
+            run.pk,
+            run.count,
+            run.width,
+            run.height,
+            run.model_profile,
+            run.steps,
+            run.base_seed,
+            run.seeds[-1],
+            run.attempts,
+        )
+        heartbeat = _Heartbeat(run)
+        heartbeat.start()
         return _execute(run)
+    except Exception as exc:
+        return _fail_after_error(run, exc)
     finally:
-        heartbeat.stopped.set()
-        heartbeat.join()
+        if heartbeat is not None:
+            heartbeat.stopped.set()
+            heartbeat.join()
+
+
+def runs_sweep() -> dict[str, list[int]]:
+    """The periodic sweep (the ``hoffdesk-sweep`` schedule, run by the light cluster every
+    minute): recover runs orphaned by a dead worker, and queue again the runs that are ``queued``
+    with no task in the broker. It works even when no new run arrives to trigger the sweep at a
+    task's start. Each half runs even if the other fails."""
+    close_old_connections()
+    done: dict[str, list[int]] = {"recovered": [], "requeued": []}
+    try:
+        done["recovered"] = runs_recover_orphaned()
+    except Exception:
+        logger.exception("periodic sweep: recovering orphaned runs failed")
+        close_old_connections()
+    try:
+        done["requeued"] = runs_requeue_lost()
+    except Exception:
+        logger.exception("periodic sweep: queueing lost runs again failed")
+    if done["recovered"] or done["requeued"]:
+        logger.warning("periodic sweep: recovered %s, queued again %s", done["recovered"], done["requeued"])
+    return done
+
+
+class CouldNotSave(Exception):
+    """Writing a candidate's image or thumbnail failed (a full disk, a read-only folder, a bucket
+    that refuses the upload); the message says so in an editor's words."""
+
+
+def _failure_message(exc: BaseException) -> str:
+    if isinstance(exc, CouldNotSave):
+        return str(exc)
+    return f"Unexpected error in the worker: {type(exc).__name__}: {exc}"
+
+
+def _fail_after_error(run: GenerationRun, exc: Exception, tries: int = 3) -> str:
+    """Fail this attempt of ``run`` after ``exc`` and delete the files no row points at.
+
+    The database may be what broke, so the write is tried again on a fresh connection: a run left
+    ``running`` by a worker whose process lives on is never taken away by the orphan sweep.
+    """
+    message = _failure_message(exc)
+    logger.error("run %s failed: %s", run.pk, message, exc_info=exc)
+    for attempt in range(1, tries + 1):
+        try:
+            failed = run.fail(message)
+            if not failed:
+                run.refresh_from_db()
+            break
+        except Exception:
+            logger.exception("run %s: recording the failure failed (try %s of %s)", run.pk, attempt, tries)
+            try:
+                connection.close()
+            except DatabaseError:
+                logger.debug("closing the broken connection failed", exc_info=True)
+            time.sleep(min(2.0 * attempt, 5.0))
+    else:
+        logger.critical(
+            "run %s could not be marked failed and stays running; restart this worker so that its recovery takes it",
+            run.pk,
+        )
+        return "failed"
+    if not failed:
+        logger.info("run %s: not failed after the error, it is %s (attempt %s)", run.pk, run.status, run.attempts)
+        return run.status
+    try:
+        run_discard_files(run=run)
+    except Exception:
+        logger.exception("run %s: deleting this attempt's files failed", run.pk)
+    return "failed"
 
 
 def _execute(run: GenerationRun) -> str:
@@ -166,10 +250,7 @@ def _execute(run: GenerationRun) -> str:
             run_discard_files(run=run)
         return "failed"
     except Exception as exc:
-        logger.exception("run %s failed unexpectedly", run.pk)
-        if run.fail(f"Unexpected error in the worker: {type(exc).__name__}: {exc}"):
-            run_discard_files(run=run)
-        return "failed"
+        return _fail_after_error(run, exc)
     return _record_candidates(run, result)
 
 
@@ -184,14 +265,18 @@ def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
     """
     storage = candidate_storage()
     attempt = run.attempts
-    names = [
-        storage.save(candidate_file_name(run.pk, image.index, image.seed, attempt=attempt), ContentFile(image.png))
-        for image in result.images
-    ]
-    # Thumbnails before the rows exist, so the grid never waits for the web process to make one.
-    # (They are named by content hash and may be shared, so a losing attempt leaves them.)
-    for image, name in zip(result.images, names, strict=True):
-        thumbnails_ensure_all(image_name=name, sha256=image.sha256, png=image.png)
+    names: list[str] = []
+    try:
+        for image in result.images:
+            name = candidate_file_name(run.pk, image.index, image.seed, attempt=attempt)
+            names.append(storage.save(name, ContentFile(image.png)))
+        # Thumbnails before the rows exist, so the grid never waits for the web process to make
+        # one. (They are named by content hash and may be shared, so a losing attempt leaves them.)
+        for image, name in zip(result.images, names, strict=True):
+            thumbnails_ensure_all(image_name=name, sha256=image.sha256, png=image.png)
+    except OSError as exc:
+        # The caller fails the run; run_discard_files then deletes what this attempt wrote.
+        raise CouldNotSave(_save_error_message(exc)) from exc
     variation_seeds: list[int | None] = [None] * len(result.images)
     if run.variation_seeds:
         variation_seeds = list(run.variation_seeds)
@@ -230,3 +315,14 @@ def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
         "run %s: attempt %s lost the run (now %s); deleted its %s files", run.pk, attempt, run.status, len(names)
     )
     return run.status
+
+
+def _save_error_message(exc: OSError) -> str:
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    where = f" ({exc.filename})" if exc.filename else ""
+    hint = ""
+    if exc.errno == errno.ENOSPC:
+        hint = " Free some space where the candidates are stored (HOFFDESK_DATA_DIR), then make the run again."
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = " Check that the worker may write to the candidates folder, then make the run again."
+    return f"Could not save the images: {reason}{where}.{hint}"

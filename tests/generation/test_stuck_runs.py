@@ -1,0 +1,201 @@
+"""No run is stuck forever: every failure after the claim ends the run ``failed`` with a reason,
+a broken sweep never stops the claim, and a periodic sweep (a django-q2 schedule on the light
+cluster) queues again a run whose task was lost, with no new task arriving."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.apps import apps as django_apps
+from django.conf import settings
+from django.core.files.base import File
+from django.utils import timezone
+from django_q.models import OrmQ, Schedule
+
+from generation import services, tasks
+from generation.models import Candidate, GenerationRun, candidate_storage
+from generation.services import run_submit
+from tests.conftest import wait_finished
+
+Status = GenerationRun.Status
+GPU_QUEUE = settings.Q_CLUSTER["name"]
+SWEEP_MIGRATION = "generation.migrations.0006_sweep_schedule"
+
+
+def run_files(run: GenerationRun) -> list[Path]:
+    folder = Path(settings.CANDIDATES_DIR) / "runs" / f"{run.pk:06d}"
+    return sorted(folder.glob("*.png")) if folder.exists() else []
+
+
+def tasks_for(run: GenerationRun) -> list[OrmQ]:
+    """The GPU queue's broker entries for this run (``task_name`` is ``run-<id>``)."""
+    return [entry for entry in OrmQ.objects.filter(key=GPU_QUEUE) if entry.name() == f"run-{run.pk}"]
+
+
+def submit_lost_run(article: Any, monkeypatch: pytest.MonkeyPatch, **params: Any) -> GenerationRun:
+    """A run committed ``queued`` whose enqueue never happened: the process died between the
+    commit and the on_commit callback. It has been waiting longer than the sweep's threshold."""
+    with monkeypatch.context() as m:
+        m.setattr(services, "run_enqueue", lambda run: None)
+        run = run_submit(article=article, **params)
+    GenerationRun.objects.filter(pk=run.pk).update(queued_at=timezone.now() - timedelta(minutes=10))
+    run.refresh_from_db()
+    assert run.status == Status.QUEUED and tasks_for(run) == []
+    return run
+
+
+class DiskFillsUp:
+    """The candidates storage on a disk that is full after ``room`` files: ``save`` raises
+    ``OSError(ENOSPC)`` as a full local disk does. (This machine cannot make a full disk for a
+    test, so a storage that raises the same error stands in for one.)"""
+
+    def __init__(self, room: int) -> None:
+        self.real = candidate_storage()
+        self.room = room
+
+    def save(self, name: str, content: File[Any], max_length: int | None = None) -> str:
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device", name)
+        self.room -= 1
+        return self.real.save(name, content, max_length=max_length)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.real, attr)
+
+
+# --- after the claim, any error ends the run failed ---------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_get_profile_raising_after_the_claim_fails_the_run_with_a_reason(article, monkeypatch) -> None:
+    run = run_submit(article=article, model="tiny-sd", seed=3, count=1, width=64, height=64, steps=1)
+
+    def broken_profile(name: str) -> Any:
+        raise RuntimeError("profile registry is broken")
+
+    monkeypatch.setattr(tasks, "get_profile", broken_profile)
+
+    assert tasks.run_generate(run.pk) == "failed"
+
+    run.refresh_from_db()
+    assert run.status == Status.FAILED
+    assert run.attempts == 1 and run.finished_at is not None
+    assert "profile registry is broken" in run.error
+    assert run.candidates.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_full_disk_while_saving_fails_the_run_and_leaves_no_files(article, monkeypatch) -> None:
+    """The first image is saved, the second finds the disk full (``OSError(ENOSPC)`` from a
+    storage that stands in for a full disk): the run fails with that reason, no candidate rows,
+    and the file the attempt did write is deleted."""
+    run = run_submit(article=article, model="tiny-sd", seed=11, count=3, width=64, height=64, steps=2)
+    disk = DiskFillsUp(room=1)
+    monkeypatch.setattr(tasks, "candidate_storage", lambda: disk)
+
+    assert tasks.run_generate(run.pk) == "failed"
+
+    run.refresh_from_db()
+    assert disk.room == 0, "the first image should have been saved before the disk filled up"
+    assert run.status == Status.FAILED
+    assert "No space left on device" in run.error
+    assert "Could not save the images" in run.error
+    assert Candidate.objects.filter(run=run).count() == 0
+    assert run_files(run) == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_sweep_that_raises_before_the_claim_does_not_stop_the_claim(article, monkeypatch) -> None:
+    run = run_submit(article=article, model="tiny-sd", seed=21, count=1, width=64, height=64, steps=2)
+
+    def broken_sweep() -> list[int]:
+        raise RuntimeError("database hiccup during the orphan sweep")
+
+    monkeypatch.setattr(tasks, "runs_recover_orphaned", broken_sweep)
+
+    assert tasks.run_generate(run.pk) == "succeeded"
+
+    run.refresh_from_db()
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.attempts == 1
+    assert run.candidates.count() == 1
+
+
+# --- the periodic sweep --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_sweep_schedule_exists_on_the_light_cluster_after_migrate() -> None:
+    schedule = Schedule.objects.get(name="hoffdesk-sweep")
+    assert schedule.func == "generation.tasks.runs_sweep"
+    assert (schedule.schedule_type, schedule.minutes, schedule.repeats) == (Schedule.MINUTES, 1, -1)
+    assert schedule.cluster == "light"
+
+
+@pytest.mark.django_db
+def test_the_schedule_migration_is_idempotent_and_reversible() -> None:
+    migration = importlib.import_module(SWEEP_MIGRATION)
+    migration.create_sweep_schedule(django_apps, None)
+    migration.create_sweep_schedule(django_apps, None)
+    assert Schedule.objects.filter(name="hoffdesk-sweep").count() == 1
+    migration.delete_sweep_schedule(django_apps, None)
+    assert not Schedule.objects.filter(name="hoffdesk-sweep").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_leaves_a_fresh_queued_run_alone(article, monkeypatch) -> None:
+    """Between a submit's commit and its on_commit enqueue the run is briefly queued with no
+    task: a sweep in that moment must not count it lost."""
+    run = submit_lost_run(article, monkeypatch, model="tiny-sd", seed=1, count=1, width=64, height=64, steps=1)
+    GenerationRun.objects.filter(pk=run.pk).update(queued_at=timezone.now())
+
+    tasks.runs_sweep()
+
+    assert tasks_for(run) == []
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_run_whose_task_was_lost_is_enqueued_once_by_the_sweep_and_succeeds(
+    start_worker, article, monkeypatch
+) -> None:
+    run = submit_lost_run(article, monkeypatch, model="tiny-sd", seed=31, count=2, width=64, height=64, steps=2)
+
+    tasks.runs_sweep()
+    assert len(tasks_for(run)) == 1
+    tasks.runs_sweep()  # its task is waiting in the broker: not lost, not enqueued again
+    assert len(tasks_for(run)) == 1
+
+    worker = start_worker()
+    wait_finished(run, worker=worker)
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.attempts == 1
+    assert run.candidates.count() == 2
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_light_cluster_sweeps_on_its_own_and_a_lost_run_succeeds(start_worker, article, monkeypatch) -> None:
+    """No task is enqueued by this test: the light cluster's scheduler runs the sweep, the sweep
+    queues the lost run on the GPU queue, and the GPU worker makes it."""
+    # A transactional test's flush removes what the data migration made: make it again.
+    importlib.import_module(SWEEP_MIGRATION).create_sweep_schedule(django_apps, None)
+    Schedule.objects.filter(name="hoffdesk-sweep").update(next_run=timezone.now() - timedelta(seconds=1))
+    run = submit_lost_run(article, monkeypatch, model="tiny-sd", seed=41, count=1, width=64, height=64, steps=2)
+    assert OrmQ.objects.count() == 0
+
+    light = start_worker(Q_CLUSTER_NAME="light")
+    gpu = start_worker()
+    try:
+        wait_finished(run, timeout=150, worker=gpu)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- light worker log ---\n{light.output()[-4000:]}") from None
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.candidates.count() == 1
+    assert Schedule.objects.get(name="hoffdesk-sweep").task, "the schedule never made a task"
