@@ -558,12 +558,13 @@ def runs_recover_orphaned() -> list[int]:
         if why is None:
             continue
         guard = stale_after if why == "stale" else None
+        gone_worker = run.worker  # the requeue clears it
         with transaction.atomic():
             if run.requeue_orphaned(limit, stale_after=guard):
                 logger.warning(
                     "run %s: worker %s is gone (%s); queued again (attempt %s of %s)",
                     run.pk,
-                    run.worker,
+                    gone_worker,
                     "silent heartbeat" if guard is not None else "process ended",
                     run.attempts,
                     limit,

@@ -122,6 +122,16 @@ def test_a_worker_on_another_host_is_gone_only_when_its_heartbeat_is_stale(run, 
     assert status_of(run) == Status.QUEUED
 
 
+@pytest.mark.django_db
+def test_the_sweep_log_names_the_worker_that_was_gone(run, stale_after, caplog) -> None:
+    """The requeue clears the run's worker field; the log line must still say which it was."""
+    assert run.claim(max_attempts=3, worker=OTHER_HOST_WORKER)
+    make_stale(run)
+    with caplog.at_level("WARNING", logger="generation.services"):
+        assert runs_recover_orphaned() == [run.pk]
+    assert f"worker {OTHER_HOST_WORKER} is gone" in caplog.text
+
+
 # --- C: heartbeats on the database's clock -------------------------------------------------------
 
 
