@@ -210,7 +210,7 @@ TEMPLATES = [
 
 SQLITE_OPTIONS = {
     # WAL lets the worker write while the web reads; IMMEDIATE transactions plus a busy timeout
-    # turn "database is locked" into a short wait (DESIGN.md: 754 errors in 800 -> 0).
+    # turn "database is locked" into a short wait (docs/design.md: 754 errors in 800 -> 0).
     "transaction_mode": "IMMEDIATE",
     "timeout": 30,
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -341,7 +341,7 @@ def _all_or_none(names: tuple[str, ...]) -> dict[str, str] | None:
 def s3_storage_options(
     *, endpoint_url: str, bucket: str, access_key: str, secret_key: str, public_base_url: str | None
 ) -> dict[str, object]:
-    """django-storages' S3 backend configured the way Cloudflare R2 needs it (DESIGN.md): region
+    """django-storages' S3 backend configured the way Cloudflare R2 needs it (docs/design.md): region
     ``auto``, SigV4 only, checksums only when an operation requires them (R2 rejects boto3's
     default CRC32 trailers and aws-chunked uploads), no ACLs, and, for public files, unsigned
     URLs on the CDN domain."""

@@ -21,7 +21,7 @@ from generation.models import GenerationRun
 pytest_plugins = ["tests.s3_fixtures"]
 
 ROOT = Path(__file__).resolve().parent.parent
-# Fixed torch threads: byte-identical PNGs need the same thread count (DESIGN.md).
+# Fixed torch threads: byte-identical PNGs need the same thread count (docs/design.md).
 TORCH_THREADS = "2"
 
 

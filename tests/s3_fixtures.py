@@ -3,7 +3,7 @@
 Clients (django-storages, worker processes) talk to ``S3Server.endpoint_url``, the proxy; the
 proxy forwards every request verbatim to ``moto_server`` and records what it received, so a test
 can assert on the exact headers an S3 client sent (R2 rejects some of boto3's defaults, see
-DESIGN.md). The helper methods (``create_bucket``, ``objects``) talk to moto directly, so they
+docs/design.md). The helper methods (``create_bucket``, ``objects``) talk to moto directly, so they
 never show up in ``requests``.
 
 Stopping moto (``stop()``) simulates the storage being unreachable: the proxy then closes each

@@ -196,7 +196,7 @@ def test_all_candidates_variables_give_a_private_s3_storage_with_signed_urls(tmp
 
 
 def assert_r2_compatible(put: RecordedRequest) -> None:
-    """What R2 rejects (DESIGN.md): flexible checksums, trailers, aws-chunked streaming."""
+    """What R2 rejects (docs/design.md): flexible checksums, trailers, aws-chunked streaming."""
     checksum_headers = [k for k in put.headers if k.lower().startswith("x-amz-checksum-")]
     assert not checksum_headers, f"checksum headers sent: {checksum_headers}"
     assert put.header("x-amz-sdk-checksum-algorithm") is None

@@ -116,7 +116,7 @@ def test_publishing_the_same_candidate_again_sends_no_upload(
 
 
 def test_every_put_is_one_r2_accepts(publish_storage_r2, s3_server, article, editor) -> None:
-    """No flexible checksums, trailers or aws-chunked streaming: what R2 rejects (DESIGN.md)."""
+    """No flexible checksums, trailers or aws-chunked streaming: what R2 rejects (docs/design.md)."""
     publication = publish_now(approved_candidate(article, editor), editor)
     sent = puts(s3_server)
     assert len(sent) == len(publication.renditions)
