@@ -327,14 +327,16 @@ def candidate_decide(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         response = render(request, "gallery/article_detail.html#candidate-tile", context)
         response["HX-Trigger"] = "review-changed"
         return response
-    if message:
+    if message and status != 400:
         messages.warning(request, message)
-    return _back_to_candidate(candidate, status)
+    return _back_to_candidate(candidate, status, message)
 
 
-def _back_to_candidate(candidate: Candidate, status: int) -> HttpResponse:
-    url = f"{candidate.run.article.get_absolute_url()}#candidate-{candidate.pk}"
-    return HttpResponseRedirect(url) if status < 400 or status == 409 else HttpResponse(status=status)
+def _back_to_candidate(candidate: Candidate, status: int, message: str = "") -> HttpResponse:
+    """Back to the candidate on its article page; bad input (400) gets its message instead."""
+    if status == 400:
+        return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
+    return HttpResponseRedirect(f"{candidate.run.article.get_absolute_url()}#candidate-{candidate.pk}")
 
 
 @editor_required

@@ -74,10 +74,27 @@ def url_for(name: str, article: Article, candidate: Candidate) -> str:
     return reverse(f"gallery:{name}", kwargs=kwargs)
 
 
+# Outside the dashboard: public on purpose (logging in, the operator's probe, the published files
+# that stand in for the CDN), or Django's admin with its own login.
+PUBLIC = {"login", "logout", "healthz", None}  # None: the unnamed /published/<path> route
+
+
 def test_every_url_is_classified_so_none_can_forget_its_access_check() -> None:
     names = set(gallery_patterns())
     assert names == PAGES | FRAGMENTS_AND_FILES | ACTIONS
     assert not (PAGES & FRAGMENTS_AND_FILES or PAGES & ACTIONS or FRAGMENTS_AND_FILES & ACTIONS)
+    outside = set()
+    for entry in get_resolver().url_patterns:
+        if isinstance(entry, URLResolver):
+            assert entry.namespace in ("gallery", "admin"), entry  # a new app must be added above
+        else:
+            outside.add(entry.name)
+    assert outside <= PUBLIC, outside - PUBLIC
+
+
+def test_the_admin_sends_anonymous_visitors_to_its_login(client) -> None:
+    response = client.get("/admin/")
+    assert response.status_code == 302 and response["Location"].startswith("/admin/login/")
 
 
 @pytest.mark.parametrize("name", sorted(PAGES | ACTIONS))

@@ -242,3 +242,14 @@ def test_the_article_list_published_filter_reads_publications(editor_client, edi
     Article.objects.create(slug="unpublished", title="Not yet")
     body = editor_client.get("/?filter=published").content.decode()
     assert "Running FLUX on a 3080 Ti" in body and "Not yet" not in body
+
+
+def test_a_focal_point_outside_the_image_is_a_clear_error_and_nothing_is_queued(editor_client, editor, article) -> None:
+    candidate = approved_candidate(article, editor)
+    url = reverse("gallery:candidate_publish", args=[candidate.pk])
+    response = editor_client.post(url, {"alt_text": "A lighthouse", "focal_x": "1.7", "focal_y": "abc"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "Focal point across: Ensure this value is less than or equal to 1" in body
+    assert "Focal point down: Enter a number." in body
+    assert not Publication.objects.exists() and not OrmQ.objects.exists()

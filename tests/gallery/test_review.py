@@ -154,3 +154,10 @@ def test_two_editors_approving_and_rejecting_at_once_record_exactly_one_decision
         candidate.refresh_from_db()
         assert candidate.review_status == {"approve": "approved", "reject": "rejected"}[winner]
         assert list(ReviewEvent.objects.values_list("action", flat=True)) == [winner]
+
+
+def test_an_unknown_action_without_htmx_answers_400_saying_what_is_wrong(editor_client, article) -> None:
+    candidate = make_run(article, count=1).candidates.get()
+    response = editor_client.post(reverse("gallery:candidate_review", args=[candidate.pk]), {"action": "delete"})
+    assert response.status_code == 400
+    assert b"action must be one of approve, reject, undo, not 'delete'" in response.content
