@@ -20,7 +20,7 @@ def recover_runs_on_worker_start(sender: Any, proc_name: str, **kwargs: Any) -> 
     from django_q.conf import Conf
 
     from generation.health import WorkerBeat
-    from generation.services import runs_recover_orphaned
+    from generation.recovery import runs_recover_orphaned
 
     WorkerBeat(str(Conf.CLUSTER_NAME)).start()
 

@@ -18,7 +18,8 @@ from django.db import DatabaseError, close_old_connections, connection, transact
 
 from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
 from generation.profiles import get_profile
-from generation.services import run_discard_files, runs_recover_orphaned, runs_requeue_lost
+from generation.recovery import runs_recover_orphaned, runs_requeue_lost
+from generation.services import run_discard_files
 from generation.thumbnails import thumbnails_ensure_all
 
 if TYPE_CHECKING:

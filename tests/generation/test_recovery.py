@@ -21,9 +21,10 @@ from django.db import OperationalError
 from django.utils import timezone
 from PIL import Image
 
-from generation import services
+from generation import recovery
 from generation.models import Candidate, GenerationRun
-from generation.services import run_discard_files, run_submit, runs_recover_orphaned
+from generation.recovery import runs_recover_orphaned
+from generation.services import run_discard_files, run_submit
 
 Status = GenerationRun.Status
 OTHER_HOST_WORKER = "gpu-box-2:4242"
@@ -91,7 +92,7 @@ def test_a_live_worker_on_this_host_keeps_its_run_even_with_a_stale_heartbeat(ru
 def test_a_killed_but_unreaped_worker_on_this_host_counts_as_gone(run, live_process, stale_after) -> None:
     assert run.claim(max_attempts=3, worker=f"{socket.gethostname()}:{live_process.pid}")
     live_process.kill()  # a zombie until waited for
-    wait_until(lambda: not services._process_alive(live_process.pid), 5, "the process to become a zombie")
+    wait_until(lambda: not recovery._process_alive(live_process.pid), 5, "the process to become a zombie")
 
     assert runs_recover_orphaned() == [run.pk]
     assert status_of(run) == Status.QUEUED
@@ -184,7 +185,7 @@ def test_a_worker_that_beats_between_the_sweeps_read_and_its_update_keeps_its_ru
     assert run.claim(max_attempts=3, worker=OTHER_HOST_WORKER)
     make_stale(run)
     worker_copy = GenerationRun.objects.get(pk=run.pk)
-    judge = services._worker_is_gone
+    judge = recovery._worker_is_gone
 
     def judge_then_worker_beats(*args: Any, **kwargs: Any) -> Any:
         verdict = judge(*args, **kwargs)
@@ -192,7 +193,7 @@ def test_a_worker_that_beats_between_the_sweeps_read_and_its_update_keeps_its_ru
         assert worker_copy.heartbeat()  # the worker was only slow, and beats now
         return verdict
 
-    monkeypatch.setattr(services, "_worker_is_gone", judge_then_worker_beats)
+    monkeypatch.setattr(recovery, "_worker_is_gone", judge_then_worker_beats)
 
     assert runs_recover_orphaned() == []
     assert status_of(run) == Status.RUNNING and run.attempts == 1
@@ -205,14 +206,14 @@ def test_the_last_attempt_is_not_failed_when_its_worker_beat_after_the_read(
     assert run.claim(max_attempts=1, worker=OTHER_HOST_WORKER)
     make_stale(run)
     worker_copy = GenerationRun.objects.get(pk=run.pk)
-    judge = services._worker_is_gone
+    judge = recovery._worker_is_gone
 
     def judge_then_worker_beats(*args: Any, **kwargs: Any) -> Any:
         verdict = judge(*args, **kwargs)
         assert worker_copy.heartbeat()
         return verdict
 
-    monkeypatch.setattr(services, "_worker_is_gone", judge_then_worker_beats)
+    monkeypatch.setattr(recovery, "_worker_is_gone", judge_then_worker_beats)
     settings.HOFFDESK_RUN_MAX_ATTEMPTS = 1
 
     assert runs_recover_orphaned() == []

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from generation.models import Candidate, GenerationRun
-from generation.services import run_submit, runs_recover_orphaned
+from generation.recovery import runs_recover_orphaned
+from generation.services import run_submit
 
 pytestmark = pytest.mark.django_db
 Status = GenerationRun.Status
