@@ -10,7 +10,35 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
-from generation.models import ContentType
+
+class ContentType(models.TextChoices):
+    TECHNICAL = "technical", "Technical deep-dive"
+    TUTORIAL = "tutorial", "Tutorial"
+    PERSONAL = "personal", "Personal story"
+    QUICK_TIP = "quick_tip", "Quick tip"
+
+
+class Series(models.Model):
+    """A run of articles that should look like one: the Magic Wand gives every article of the
+    series the same seed and preset.
+
+    The look is set by the series' first approved hero (``look_locked``); until then the first
+    Magic Wand run of the series sets it provisionally, so articles made before any hero still
+    match. An editor may change it on the article page.
+    """
+
+    name = models.CharField(max_length=200, unique=True)
+    seed = models.PositiveBigIntegerField(null=True, blank=True)
+    preset = models.ForeignKey("generation.StylePreset", null=True, blank=True, on_delete=models.SET_NULL)
+    look_locked = models.BooleanField(default=False, help_text="Set by an approved hero or an editor.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "series"
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Article(models.Model):
@@ -19,7 +47,7 @@ class Article(models.Model):
     summary = models.TextField(blank=True)
     content_type = models.CharField(max_length=20, choices=ContentType.choices, default=ContentType.TECHNICAL)
     tone = models.CharField(max_length=100, blank=True)
-    series = models.CharField(max_length=200, blank=True)
+    series = models.CharField(max_length=200, blank=True, help_text="The series' name (a Series record).")
     hero_candidate = models.ForeignKey(
         "generation.Candidate", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

@@ -20,15 +20,14 @@ from django.utils import timezone
 from generation.profiles import MAX_SEED, profile_choices
 
 
-class ContentType(models.TextChoices):
-    TECHNICAL = "technical", "Technical deep-dive"
-    TUTORIAL = "tutorial", "Tutorial"
-    PERSONAL = "personal", "Personal story"
-    QUICK_TIP = "quick_tip", "Quick tip"
-
-
 class StylePreset(models.Model):
-    """A house style: what is added to every prompt and how the image is made."""
+    """A house style: what is added to every prompt and how the image is made.
+
+    Content-type presets (``content_types`` not empty) are what the Magic Wand picks for an
+    article by default; image-style presets (``image_style``) are the choices offered beside the
+    Magic Wand button. The image style ``auto`` carries no settings of its own: it means "the
+    article's content-type preset".
+    """
 
     name = models.CharField(max_length=80, unique=True)
     slug = models.SlugField(max_length=80, unique=True)
@@ -48,18 +47,25 @@ class StylePreset(models.Model):
     steps = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: the model's default.")
     guidance = models.FloatField(null=True, blank=True, help_text="Blank: the model's default.")
     content_types = models.JSONField(default=list, blank=True, help_text="Content types it serves by default.")
+    image_style = models.BooleanField(default=False, help_text="Offered as an image style beside the Magic Wand.")
+    position = models.PositiveSmallIntegerField(default=100, help_text="Order in menus, smallest first.")
+
+    AUTO = "auto"
 
     class Meta:
-        ordering = ["name"]
+        ordering = ["position", "name"]
 
     def __str__(self) -> str:
         return self.name
 
 
 class PromptTemplate(models.Model):
-    """Versioned prompt text with ``{title}``, ``{summary}``, ``{tone}``, ``{style}`` placeholders.
+    """Versioned prompt text with placeholders from the article and the preset (the list and the
+    one renderer are in ``generation.prompts``).
 
-    A run copies the final text, so editing a template never changes an old run.
+    Rows are never edited: saving a changed template makes the next version
+    (``PromptTemplate.objects.new_version``). A run keeps the final text and points at the exact
+    version it used, so an edit never changes an old run.
     """
 
     name = models.SlugField(max_length=80)
@@ -75,10 +81,9 @@ class PromptTemplate(models.Model):
         return f"{self.name} v{self.version}"
 
     def render(self, **values: str) -> str:
-        text = self.text
-        for key, value in values.items():
-            text = text.replace("{" + key + "}", value)
-        return text
+        from generation.prompts import prompt_render
+
+        return prompt_render(self.text, values)
 
 
 class RegenerateMode(models.TextChoices):
@@ -131,8 +136,21 @@ class GenerationRun(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
 
-    model_profile = models.CharField(max_length=40)
+    model_profile = models.CharField(max_length=40, help_text="The profile asked for.")
+    engine_profile = models.CharField(
+        max_length=40,
+        blank=True,
+        help_text="The profile that ran: in demo mode a tiny stand-in of the same family.",
+    )
     prompt = models.TextField()
+    prompt_source = models.CharField(
+        max_length=12,
+        blank=True,
+        choices=[("typed", "Typed"), ("template", "Prompt template"), ("llm", "Local LLM")],
+        help_text="Who wrote the prompt.",
+    )
+    prompt_note = models.TextField(blank=True, help_text="Why the LLM writer was skipped, when it was.")
+    prompt_warning = models.TextField(blank=True, help_text="For example: longer than the text encoder reads.")
     negative_prompt = models.TextField(blank=True)
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
@@ -176,6 +194,14 @@ class GenerationRun(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
+
+    @property
+    def is_stand_in(self) -> bool:
+        return bool(self.engine_profile) and self.engine_profile != self.model_profile
+
+    @property
+    def profile_to_run(self) -> str:
+        return self.engine_profile or self.model_profile
 
     @property
     def is_variation(self) -> bool:

@@ -54,7 +54,7 @@ def runs_requeue_lost() -> list[int]:
             continue
         logger.warning("run %s: queued with no task in the broker; enqueued again", run_id)
         with transaction.atomic():
-            run_enqueue(run)
+            run_enqueue(run=run)
         requeued.append(run_id)
     return requeued
 
@@ -163,7 +163,7 @@ def runs_recover_orphaned() -> list[int]:
                     run.attempts,
                     limit,
                 )
-                run_enqueue(run)
+                run_enqueue(run=run)
                 recovered.append(run.pk)
                 continue
         still_orphaned = Q(status=GenerationRun.Status.RUNNING, attempts=run.attempts)

@@ -17,6 +17,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from generation.demo import WeightsMissing, engine_profile_for
 from generation.models import (
     Candidate,
     GenerationRun,
@@ -27,6 +28,7 @@ from generation.models import (
     candidate_storage,
 )
 from generation.profiles import MAX_SEED, ModelProfile, UnknownProfile, get_profile
+from generation.prompts import prompt_length_warning, prompt_render, prompt_values
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +40,7 @@ FALLBACK_PROMPT = "{title}. {summary} {style}"
 @dataclass(frozen=True)
 class RunParameters:
     model_profile: str
+    engine_profile: str
     prompt: str
     negative_prompt: str
     width: int
@@ -48,6 +51,7 @@ class RunParameters:
     count: int
     variation_seed: int | None = None
     variation_strength: float = 0.0
+    prompt_warning: str = ""
 
 
 MIN_VARIATION_STRENGTH = 0.05
@@ -119,6 +123,10 @@ def run_validate(
         profile = get_profile(name)
     except UnknownProfile as exc:
         raise ValidationError({"model": str(exc.args[0])}) from None
+    try:
+        engine_profile = engine_profile_for(profile)
+    except WeightsMissing as exc:
+        raise ValidationError({"model": str(exc)}) from None
 
     prompt = (prompt or "").strip()
     if not prompt:
@@ -182,6 +190,8 @@ def run_validate(
         variation_seed=v_seed,
         variation_strength=strength or 0.0,
         model_profile=profile.name,
+        engine_profile=engine_profile,
+        prompt_warning=prompt_length_warning(prompt, profile),
         prompt=prompt,
         negative_prompt=(negative_prompt or "").strip(),
         width=w,
@@ -193,17 +203,21 @@ def run_validate(
     )
 
 
-def prompt_for_article(article: Any, preset: StylePreset | None = None) -> tuple[str, PromptTemplate | None]:
+def prompt_template_current(name: str = DEFAULT_PROMPT_TEMPLATE) -> PromptTemplate | None:
+    """The newest version of the template called ``name``."""
+    return PromptTemplate.objects.filter(name=name).order_by("-version").first()
+
+
+def prompt_for_article(*, article: Any, preset: StylePreset | None = None) -> tuple[str, PromptTemplate | None]:
     """The default prompt: the newest ``hero`` template filled in from the article and preset."""
-    template = PromptTemplate.objects.filter(name=DEFAULT_PROMPT_TEMPLATE).order_by("-version").first()
-    style = preset.prompt_suffix if preset else ""
-    values = {"title": article.title, "summary": article.summary, "tone": article.tone, "style": style}
-    text = template.render(**values) if template else FALLBACK_PROMPT.format(**values)
-    return " ".join(text.split()), template
+    template = prompt_template_current()
+    values = prompt_values(article=article, preset=preset)
+    return prompt_render(template.text if template else FALLBACK_PROMPT, values), template
 
 
-def preset_for_article(article: Any) -> StylePreset | None:
-    for preset in StylePreset.objects.all():
+def preset_for_article(*, article: Any) -> StylePreset | None:
+    """The content-type preset that serves this article's content type, if any."""
+    for preset in StylePreset.objects.filter(image_style=False):
         if article.content_type in (preset.content_types or []):
             return preset
     return None
@@ -227,12 +241,23 @@ def run_submit(
     variation_strength: Any = None,
     variation_seed: Any = None,
     regenerate_mode: str = "",
+    prompt_source: str = "",
+    prompt_template: PromptTemplate | None = None,
+    prompt_note: str = "",
 ) -> GenerationRun:
-    """Validate, create the run and queue it once the transaction commits."""
-    preset = preset or preset_for_article(article)
-    template = None
+    """Validate, create the run and queue it once the transaction commits.
+
+    Without a prompt, the newest ``hero`` template is filled in from the article and preset.
+    ``prompt_source``, ``prompt_template`` and ``prompt_note`` record where a given prompt came
+    from (the Magic Wand passes them).
+    """
+    preset = preset or preset_for_article(article=article)
+    template = prompt_template
     if not prompt:
-        prompt, template = prompt_for_article(article, preset)
+        prompt, template = prompt_for_article(article=article, preset=preset)
+        prompt_source = "template"
+    elif not prompt_source:
+        prompt_source = "typed"
     if negative_prompt is None:
         negative_prompt = preset.negative_prompt if preset else ""
     params = run_validate(
@@ -259,13 +284,15 @@ def run_submit(
             prompt_template=template,
             parent=parent,
             regenerate_mode=regenerate_mode,
+            prompt_source=prompt_source,
+            prompt_note=prompt_note,
             requested_by=user,
             progress_total=params.steps,
             **params.__dict__,
         )
         # "Recently updated" on the article list means recently worked on.
         type(article).objects.filter(pk=article.pk).update(updated_at=timezone.now())
-        run_enqueue(run)
+        run_enqueue(run=run)
     return run
 
 
@@ -372,7 +399,7 @@ def run_regenerate(
     )
 
 
-def run_enqueue(run: GenerationRun) -> None:
+def run_enqueue(*, run: GenerationRun) -> None:
     """Hand the run to the worker after commit, so a worker never sees a rolled-back row."""
     from django_q.tasks import async_task
 

@@ -224,8 +224,9 @@ def _execute(run: GenerationRun) -> str:
     from generation.engine.generate import Cancelled, Recipe, generate
     from generation.engine.loader import EngineError
 
-    profile = get_profile(run.model_profile)
+    profile = get_profile(run.profile_to_run)
     recipe = Recipe(
+        stand_in_for=run.model_profile if run.is_stand_in else None,
         profile=profile.name,
         prompt=run.prompt,
         negative_prompt=run.negative_prompt,

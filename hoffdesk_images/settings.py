@@ -171,6 +171,7 @@ INSTALLED_APPS = [
     "template_partials",
     "generation",
     "gallery",
+    "api",
 ]
 
 MIDDLEWARE = [
@@ -433,6 +434,16 @@ if HOFFDESK_DEFAULT_MODEL not in all_profiles():
     raise ImproperlyConfigured(
         f"HOFFDESK_DEFAULT_MODEL must be one of {', '.join(all_profiles())}, not {HOFFDESK_DEFAULT_MODEL!r}"
     )
+# Demo mode runs every real profile on the tiny random-weight model of its family (a "stand-in",
+# said so on the run and in the PNG). auto: demo while no real profile's weights are installed
+# in HOFFDESK_MODELS_DIR; false: a profile without weights is refused before queueing.
+HOFFDESK_DEMO = envstr("HOFFDESK_DEMO", "auto").strip().lower()
+if HOFFDESK_DEMO not in ("auto", "true", "false"):
+    raise ImproperlyConfigured(f"HOFFDESK_DEMO must be auto, true or false, not {HOFFDESK_DEMO!r}")
+# Optional local LLM prompt writer for the Magic Wand (an Ollama-style server: POST /api/generate).
+HOFFDESK_OLLAMA_URL = envstr("HOFFDESK_OLLAMA_URL", "").rstrip("/")
+HOFFDESK_OLLAMA_MODEL = envstr("HOFFDESK_OLLAMA_MODEL", "llama3.2")
+HOFFDESK_OLLAMA_TIMEOUT = envfloat("HOFFDESK_OLLAMA_TIMEOUT", 15.0)
 # A run is tried at most this many times when workers die under it (crash, kill, power cut).
 HOFFDESK_RUN_MAX_ATTEMPTS = envint("HOFFDESK_RUN_MAX_ATTEMPTS", 3, minimum=1)
 # Progress is written at most this often (seconds); the cancel flag is read at the same time.

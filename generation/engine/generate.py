@@ -45,6 +45,8 @@ class Recipe:
     # Variation seeds: one per seed, and how far (0 to 1) each image moves towards its subseed.
     subseeds: tuple[int, ...] | None = None
     subseed_strength: float = 0.0
+    # Demo mode: the real profile this tiny model stands in for (said so in the PNG's recipe).
+    stand_in_for: str | None = None
 
     def __post_init__(self) -> None:
         if self.subseeds is not None and len(self.subseeds) != len(self.seeds):

@@ -103,14 +103,20 @@ def test_migrations_load_the_default_presets_and_hero_template(article) -> None:
     from generation.models import PromptTemplate, StylePreset
     from generation.services import preset_for_article, prompt_for_article
 
-    assert set(StylePreset.objects.values_list("slug", flat=True)) == {
+    assert set(StylePreset.objects.filter(image_style=False).values_list("slug", flat=True)) == {
         "technical-deep-dive",
         "tutorial",
         "personal-story",
         "quick-tip",
     }
-    preset = preset_for_article(article)
+    assert list(StylePreset.objects.filter(image_style=True).values_list("slug", flat=True)) == [
+        "auto",
+        "technical",
+        "atmospheric",
+        "minimal",
+    ]
+    preset = preset_for_article(article=article)
     assert preset is not None and preset.slug == "technical-deep-dive"
-    prompt, template = prompt_for_article(article, preset)
+    prompt, template = prompt_for_article(article=article, preset=preset)
     assert template == PromptTemplate.objects.get(name="hero", version=1)
     assert article.title in prompt and "photorealistic" in prompt
