@@ -266,12 +266,25 @@ class GenerationRun(models.Model):
             progress_total=self.steps,
         )
 
+    def live_attempt(self) -> Q:
+        """This attempt still holds the run: it is running and no one claimed it again since.
+
+        The one definition of "this attempt is still live": every write a worker makes about its
+        attempt (progress, heartbeat, success, failure) is conditional on it, so an attempt that
+        was requeued while it was only slow can never write over the attempt that took over.
+        """
+        return Q(pk=self.pk, status=self.Status.RUNNING, attempts=self.attempts)
+
+    def wanted_attempt(self) -> Q:
+        """This attempt is live and no editor asked to cancel it: the worker should go on."""
+        return self.live_attempt() & Q(cancel_requested=False)
+
     def record_progress(self, step: int, total: int) -> bool:
         """Write (step, total) and the heartbeat; False when the run is no longer running or
         an editor asked to cancel it, which tells the worker to stop."""
-        updated = GenerationRun.objects.filter(
-            pk=self.pk, status=self.Status.RUNNING, attempts=self.attempts, cancel_requested=False
-        ).update(progress_step=step, progress_total=total, heartbeat_at=Now())
+        updated = GenerationRun.objects.filter(self.wanted_attempt()).update(
+            progress_step=step, progress_total=total, heartbeat_at=Now()
+        )
         if updated:
             self.progress_step, self.progress_total = step, total
         return updated == 1
@@ -279,19 +292,15 @@ class GenerationRun(models.Model):
     def heartbeat(self) -> bool:
         """Write the heartbeat on the database's clock (a worker's own clock may be off); False
         when the run is no longer running in this attempt."""
-        return (
-            GenerationRun.objects.filter(pk=self.pk, status=self.Status.RUNNING, attempts=self.attempts).update(
-                heartbeat_at=Now()
-            )
-            == 1
-        )
+        return GenerationRun.objects.filter(self.live_attempt()).update(heartbeat_at=Now()) == 1
 
-    def _running_this_attempt(self) -> Q:
-        return Q(status=self.Status.RUNNING, attempts=self.attempts)
+    def is_wanted(self) -> bool:
+        """Read: should this attempt go on (live, not asked to cancel)?"""
+        return GenerationRun.objects.filter(self.wanted_attempt()).exists()
 
     def succeed(self, load_seconds: float, gpu_seconds: float) -> bool:
         return self._transition(
-            self._running_this_attempt() & Q(cancel_requested=False),
+            self.wanted_attempt(),
             status=self.Status.SUCCEEDED,
             progress_step=F("progress_total"),
             finished_at=timezone.now(),
@@ -301,13 +310,13 @@ class GenerationRun(models.Model):
         )
 
     def fail(self, error: str) -> bool:
-        return self._transition(
-            self._running_this_attempt(), status=self.Status.FAILED, finished_at=timezone.now(), error=error
-        )
+        return self._transition(self.live_attempt(), status=self.Status.FAILED, finished_at=timezone.now(), error=error)
 
     def mark_cancelled(self) -> bool:
-        """running -> cancelled, by the worker once it has stopped."""
-        return self._transition(self._running_this_attempt(), status=self.Status.CANCELLED, finished_at=timezone.now())
+        """running -> cancelled, by the worker once it has stopped, when an editor asked for it."""
+        return self._transition(
+            self.live_attempt() & Q(cancel_requested=True), status=self.Status.CANCELLED, finished_at=timezone.now()
+        )
 
     def request_cancel(self) -> bool:
         """An editor's cancel: a queued run ends at once; a running one stops at its next step."""
@@ -327,7 +336,7 @@ class GenerationRun(models.Model):
         seconds, so the UPDATE checks that again (on the database's clock): a worker that beat
         since the sweep read the row keeps its run. None: the worker is known dead (its pid).
         """
-        allowed = self._running_this_attempt() & Q(attempts__lt=max_attempts, cancel_requested=False)
+        allowed = self.wanted_attempt() & Q(attempts__lt=max_attempts)
         if stale_after is not None:
             allowed &= self.stale_heartbeat(stale_after)
         return self._transition(allowed, status=self.Status.QUEUED, worker="", heartbeat_at=None, progress_step=0)

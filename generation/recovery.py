@@ -59,6 +59,21 @@ def runs_requeue_lost() -> list[int]:
     return requeued
 
 
+def run_cancel_and_discard(*, run: GenerationRun, worker_stopped: bool = False) -> bool:
+    """Cancel, then delete the files no row points at: the one place that does both.
+
+    An editor's cancel (``worker_stopped=False``) ends a queued run at once and asks a running
+    one to stop at its next progress write. The worker that then stopped (``worker_stopped=True``)
+    ends its own attempt cancelled, if an editor asked for it; ``run`` must still carry that
+    attempt's number (do not refresh it first). Whoever ends the run deletes its files. True when
+    the cancel was asked for (editor) or this attempt ended cancelled (worker).
+    """
+    changed = run.mark_cancelled() if worker_stopped else run.request_cancel()
+    if changed and run.status == GenerationRun.Status.CANCELLED:
+        run_discard_files(run=run)
+    return changed
+
+
 # A process that started this long after the run's claim cannot be the worker that claimed it.
 PID_REUSE_SLACK = timedelta(seconds=60)
 
@@ -166,7 +181,7 @@ def runs_recover_orphaned() -> list[int]:
                 run_enqueue(run=run)
                 recovered.append(run.pk)
                 continue
-        still_orphaned = Q(status=GenerationRun.Status.RUNNING, attempts=run.attempts)
+        still_orphaned = run.live_attempt()
         if guard is not None:
             still_orphaned &= GenerationRun.stale_heartbeat(guard)
         error = (

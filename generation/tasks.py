@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection, transaction
 
 from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
 from generation.profiles import get_profile
-from generation.recovery import runs_recover_orphaned, runs_requeue_lost
+from generation.recovery import run_cancel_and_discard, runs_recover_orphaned, runs_requeue_lost
 from generation.services import run_discard_files
 from generation.thumbnails import thumbnails_ensure_all
 
@@ -67,41 +67,53 @@ class _Heartbeat(threading.Thread):
                         return
                 except DatabaseError:
                     logger.warning("run %s: heartbeat failed; trying again", self.run_row.pk, exc_info=True)
-                    self._reconnect()
+                    _drop_connection()
                 except Exception:
                     logger.exception("run %s: heartbeat failed unexpectedly; trying again", self.run_row.pk)
-                    self._reconnect()
+                    _drop_connection()
         finally:
             connection.close()
 
-    @staticmethod
-    def _reconnect() -> None:
-        """Drop this thread's connection; the next query opens a new one."""
-        try:
-            connection.close()
-        except DatabaseError:
-            logger.debug("closing the heartbeat's broken connection failed", exc_info=True)
-
 
 def _progress_reporter(run: GenerationRun) -> Any:
+    """The pipeline's per-step callback: writes progress at most every
+    ``HOFFDESK_PROGRESS_INTERVAL`` seconds and stops the pipeline (``Cancelled``) when that write
+    finds the attempt no longer wanted (cancelled, or taken over by another attempt).
+
+    The cancel flag is read only with that throttled write, never on every step: a query per
+    step cost the pipeline time for nothing (bench/engine_overhead.py), and a cancel still
+    stops the run within one interval and one step. A database error (a PostgreSQL restart,
+    SQLite busy) skips this write rather than failing a run that is otherwise fine; the
+    heartbeat thread keeps the run alive meanwhile, and the next write reconnects.
+    """
     from generation.engine.generate import Cancelled
 
     last_write = 0.0
-    still_wanted = GenerationRun.objects.filter(
-        pk=run.pk, status=GenerationRun.Status.RUNNING, attempts=run.attempts, cancel_requested=False
-    )
 
     def on_step(step: int, total: int) -> None:
         nonlocal last_write
         now = time.monotonic()
-        if step >= total or now - last_write >= settings.HOFFDESK_PROGRESS_INTERVAL:
-            last_write = now
-            if not run.record_progress(step, total):
-                raise Cancelled
-        elif not still_wanted.exists():
+        if step < total and now - last_write < settings.HOFFDESK_PROGRESS_INTERVAL:
+            return
+        last_write = now
+        try:
+            wanted = run.record_progress(step, total)
+        except DatabaseError:
+            logger.warning("run %s: writing progress failed; going on", run.pk, exc_info=True)
+            _drop_connection()
+            return
+        if not wanted:
             raise Cancelled
 
     return on_step
+
+
+def _drop_connection() -> None:
+    """Close this thread's database connection after an error; the next query opens a new one."""
+    try:
+        connection.close()
+    except DatabaseError:
+        logger.debug("closing a broken database connection failed", exc_info=True)
 
 
 def run_generate(run_id: int) -> str:
@@ -199,10 +211,7 @@ def _fail_after_error(run: GenerationRun, exc: Exception, tries: int = 3) -> str
             break
         except Exception:
             logger.exception("run %s: recording the failure failed (try %s of %s)", run.pk, attempt, tries)
-            try:
-                connection.close()
-            except DatabaseError:
-                logger.debug("closing the broken connection failed", exc_info=True)
+            _drop_connection()
             time.sleep(min(2.0 * attempt, 5.0))
     else:
         logger.critical(
@@ -242,9 +251,9 @@ def _execute(run: GenerationRun) -> str:
         result = generate(engine_cache(), profile, recipe, _progress_reporter(run))
     except Cancelled:
         logger.info("run %s stopped at step %s", run.pk, run.progress_step)
+        # Before any refresh: the instance's attempt is this worker's, and only it may end.
+        run_cancel_and_discard(run=run, worker_stopped=True)
         run.refresh_from_db()
-        if run.cancel_requested and run.mark_cancelled():
-            run_discard_files(run=run)
         return run.status
     except EngineError as exc:
         logger.warning("run %s failed: %s", run.pk, exc)
@@ -279,25 +288,7 @@ def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
     except OSError as exc:
         # The caller fails the run; run_discard_files then deletes what this attempt wrote.
         raise CouldNotSave(_save_error_message(exc)) from exc
-    variation_seeds: list[int | None] = [None] * len(result.images)
-    if run.variation_seeds:
-        variation_seeds = list(run.variation_seeds)
-    with transaction.atomic():
-        won = run.succeed(result.load_seconds, result.inference_seconds)
-        if won:
-            Candidate.objects.bulk_create(
-                Candidate(
-                    run=run,
-                    index=image.index,
-                    seed=image.seed,
-                    variation_seed=variation_seeds[image.index],
-                    image=name,
-                    width=image.width,
-                    height=image.height,
-                    sha256=image.sha256,
-                )
-                for image, name in zip(result.images, names, strict=True)
-            )
+    won = _commit_success(run, result, names)
     if won:
         logger.info(
             "run %s succeeded: load %.2f s, pipeline %.2f s", run.pk, result.load_seconds, result.inference_seconds
@@ -308,15 +299,68 @@ def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
     # Lost: cancelled, or the run is another attempt's now. These names are this attempt's alone.
     for name in names:
         storage.delete(name)
+    if not run_cancel_and_discard(run=run, worker_stopped=True):
+        run.refresh_from_db()
+        if run.is_finished:
+            run_discard_files(run=run)
     run.refresh_from_db()
-    if run.status == GenerationRun.Status.RUNNING and run.attempts == attempt and run.cancel_requested:
-        run.mark_cancelled()
-    if run.is_finished:
-        run_discard_files(run=run)
     logger.info(
         "run %s: attempt %s lost the run (now %s); deleted its %s files", run.pk, attempt, run.status, len(names)
     )
     return run.status
+
+
+# A database that went away while the rows are written (a PostgreSQL restart takes a second or
+# two) is waited for this long in all before the run is failed: the images are already made.
+COMMIT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+
+
+def _commit_success(run: GenerationRun, result: GenerationResult, names: list[str]) -> bool:
+    """Mark the run succeeded and create its rows in one transaction; True when this attempt won.
+
+    A connection lost during the transaction is retried on a new connection. The claim-like
+    UPDATE in ``succeed`` makes a retry safe, and a commit that went through although its
+    answer was lost is recognised by its rows: this attempt's file names are in them.
+    """
+    variation_seeds: list[int | None] = [None] * len(result.images)
+    if run.variation_seeds:
+        variation_seeds = list(run.variation_seeds)
+    attempt = run.attempts
+    for delay in (*COMMIT_RETRY_DELAYS, None):
+        try:
+            with transaction.atomic():
+                if not run.succeed(result.load_seconds, result.inference_seconds):
+                    recorded = Candidate.objects.filter(run_id=run.pk, image__in=names).count()
+                    return bool(names) and recorded == len(names)
+                Candidate.objects.bulk_create(
+                    Candidate(
+                        run=run,
+                        index=image.index,
+                        seed=image.seed,
+                        variation_seed=variation_seeds[image.index],
+                        image=name,
+                        width=image.width,
+                        height=image.height,
+                        sha256=image.sha256,
+                    )
+                    for image, name in zip(result.images, names, strict=True)
+                )
+            return True
+        except (OperationalError, InterfaceError):
+            if delay is None:
+                raise
+            logger.warning(
+                "run %s: recording attempt %s's success failed; trying again in %s s",
+                run.pk,
+                attempt,
+                delay,
+                exc_info=True,
+            )
+            _drop_connection()
+            time.sleep(delay)
+            # succeed() refreshes the instance only when it wins: keep this attempt's number.
+            run.attempts = attempt
+    raise AssertionError("unreachable")
 
 
 def _save_error_message(exc: OSError) -> str:

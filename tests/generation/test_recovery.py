@@ -32,7 +32,7 @@ OTHER_HOST_WORKER = "gpu-box-2:4242"
 
 @pytest.fixture
 def run(article) -> GenerationRun:
-    return run_submit(article=article, model="tiny-sd", seed=5, count=2, steps=4)
+    return run_submit(article=article, model="tiny-sd", seed=5, count=2, width=64, height=64, steps=4)
 
 
 @pytest.fixture
@@ -100,7 +100,7 @@ def test_a_killed_but_unreaped_worker_on_this_host_counts_as_gone(run, live_proc
 
 @pytest.mark.django_db
 def test_a_pid_reused_by_a_process_started_after_the_claim_is_not_the_worker(article, stale_after) -> None:
-    run = run_submit(article=article, model="tiny-sd", seed=5, count=1, steps=4)
+    run = run_submit(article=article, model="tiny-sd", seed=5, count=1, width=64, height=64, steps=4)
     assert run.claim(max_attempts=3, worker=f"{socket.gethostname()}:1")
     # The claim was an hour ago; the process now holding the worker's pid started just now.
     GenerationRun.objects.filter(pk=run.pk).update(started_at=timezone.now() - timedelta(hours=1))
