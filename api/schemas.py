@@ -1,0 +1,176 @@
+"""What the API reads and writes. Inputs refuse unknown fields, so a typo is an error that
+names the field instead of a setting silently ignored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from ninja import Field, Schema
+from pydantic import ConfigDict
+
+
+class Error(Schema):
+    """Every error: ``detail`` starts with the field it is about; ``errors`` has them all by field."""
+
+    detail: str = Field(..., examples=["slug: Enter a valid “slug” consisting of letters, numbers…"])
+    errors: dict[str, list[str]] = Field(..., description="Messages by field; `request` when no single field.")
+
+
+class Input(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- articles -------------------------------------------------------------------------------
+
+
+class ArticleIn(Input):
+    slug: str = Field(..., description="Identifies the article; an existing slug is updated.")
+    title: str
+    summary: str | None = None
+    content_type: Literal["technical", "tutorial", "personal", "quick_tip"] | None = Field(
+        None, description="Defaults to technical for a new article."
+    )
+    tone: str | None = None
+    series: str | None = Field(None, description="The series' name; articles of a series share a look.")
+
+
+class HeroOut(Schema):
+    candidate: int
+    urls: dict[str, str] = Field(..., description="Absolute public URL of each rendition, by name.")
+
+
+class ArticleOut(Schema):
+    slug: str
+    title: str
+    summary: str
+    content_type: str
+    tone: str
+    series: str
+    hero: HeroOut | None
+    created_at: datetime
+    updated_at: datetime
+
+
+# --- runs ------------------------------------------------------------------------------------
+
+
+class RunIn(Input):
+    """Every field is optional: an empty object is the Magic Wand."""
+
+    prompt: str | None = Field(None, description="Blank: the Magic Wand writes one from the article.")
+    negative_prompt: str | None = None
+    preset: str | None = Field(None, description="A style preset's slug.")
+    style: str | None = Field(None, description="An image style's slug (`auto`: the article's content type).")
+    model: str | None = Field(None, description="A model profile, e.g. flux-dev or tiny-sd.")
+    seed: int | None = None
+    count: int | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+
+
+REGENERATE_MODES = Literal["new_seeds", "same_seed", "exact", "seed", "variations"]
+
+
+class RegenerateIn(Input):
+    mode: REGENERATE_MODES = Field(
+        ...,
+        description=(
+            "new_seeds: the recipe with new seeds; same_seed: a candidate's seed with changed settings; "
+            "exact: the same recipe and seeds; seed: the seed given; variations: a candidate's seed blended "
+            "with new seeds at `strength`."
+        ),
+    )
+    candidate: int | None = Field(None, description="A candidate of this run (same_seed and variations).")
+    seed: int | None = Field(None, description="For mode seed.")
+    strength: float | None = Field(None, description="For mode variations, 0.05 to 0.5.")
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    preset: str | None = Field(None, description="A style preset's slug.")
+    model: str | None = None
+    count: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+
+
+class Progress(Schema):
+    step: int
+    total: int
+
+
+class RunCandidateOut(Schema):
+    id: int
+    seed: int
+    status: str = Field(..., description="Review state: pending, approved, rejected, published, unpublished.")
+    image_url: str = Field(..., description="The PNG, for the same bearer token.")
+    width: int
+    height: int
+    sha256: str
+
+
+class RunOut(Schema):
+    id: int
+    article: str = Field(..., description="The article's slug.")
+    status: str = Field(..., description="queued, running, succeeded, failed or cancelled.")
+    progress: Progress
+    error: str
+    prompt: str
+    negative_prompt: str
+    model: str = Field(..., description="The model profile asked for.")
+    engine_profile: str = Field(..., description="The profile that ran (a tiny stand-in in demo mode).")
+    stand_in: bool
+    seed: int = Field(..., description="The base seed; candidate i has seed + i (variations: all the same).")
+    count: int
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    parent: int | None
+    mode: str = Field(..., description="How a regeneration was made from its parent (blank for a new run).")
+    prompt_warning: str
+    prompt_note: str
+    queued_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    candidates: list[RunCandidateOut]
+
+
+# --- candidates ------------------------------------------------------------------------------
+
+
+class ReviewIn(Input):
+    reason: str | None = Field(None, description="Why (kept in the decision history).")
+
+
+class FocalPoint(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    x: float = Field(..., description="0 (left) to 1 (right).")
+    y: float = Field(..., description="0 (top) to 1 (bottom).")
+
+
+class PublishIn(Input):
+    alt_text: str = Field(..., description="Required: describes the image for readers.")
+    focal_point: FocalPoint | None = Field(None, description="Kept inside every crop; default the centre.")
+
+
+class PublicationOut(Schema):
+    status: str = Field(..., description="publishing, published, failed (or unpublished, replaced).")
+    urls: dict[str, str]
+    error: str
+
+
+class CandidateOut(Schema):
+    id: int
+    run: int
+    article: str
+    seed: int
+    status: str = Field(..., description="Review state: pending, approved, rejected, published, unpublished.")
+    image_url: str
+    width: int
+    height: int
+    sha256: str
+    alt_text: str
+    publication: PublicationOut | None
