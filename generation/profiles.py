@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 
 ARCHITECTURES_DIR = Path(__file__).resolve().parent / "architectures"
@@ -54,8 +53,9 @@ class ModelProfile:
     pipeline_kwargs: dict[str, object] = field(default_factory=dict)
 
     @property
-    def is_big(self) -> bool:
-        """Big profiles need most of a 12 GB card: only one is kept warm at a time."""
+    def is_real(self) -> bool:
+        """A real model (full-size weights from the hub), not a tiny random-weight one: it needs
+        a CUDA GPU and most of a 12 GB card, so the worker keeps only one warm at a time."""
         return not self.tiny
 
 
@@ -73,196 +73,231 @@ def _native_edge(folder: str, component: str, pixels_per_sample: int) -> int:
     return sample * pixels_per_sample
 
 
-@cache
+def _tiny(
+    *,
+    name: str,
+    label: str,
+    family: str,
+    pipeline_class: str,
+    default_steps: int,
+    default_guidance: float,
+    max_guidance: float,
+    size_multiple: int,
+    sampler: str,
+    supports_negative_prompt: bool = True,
+    pipeline_kwargs: dict[str, object] | None = None,
+) -> ModelProfile:
+    """A tiny offline profile: what all of them share (float32, no quantization, random weights
+    built locally by ``generation.engine.tiny``) filled in around what differs."""
+    return ModelProfile(
+        name=name,
+        label=label,
+        family=family,
+        pipeline_class=pipeline_class,
+        hub_id=None,
+        dtype="float32",
+        quantization=None,
+        quantize_components=(),
+        memory="gpu",
+        vae_tiling=False,
+        default_steps=default_steps,
+        max_steps=1000,
+        default_guidance=default_guidance,
+        max_guidance=max_guidance,
+        native_width=512,
+        native_height=512,
+        size_multiple=size_multiple,
+        min_size=64,
+        max_size=1024,
+        tiny=True,
+        supports_negative_prompt=supports_negative_prompt,
+        sampler=sampler,
+        licence="random weights, built locally",
+        pipeline_kwargs=pipeline_kwargs or {},
+    )
+
+
+# The FLUX transformer config has no sample size; its VAE config says 1024 px.
+REAL_PROFILES: tuple[ModelProfile, ...] = (
+    ModelProfile(
+        name="flux-dev-nf4",
+        label="FLUX.1-dev (4-bit nf4)",
+        family="flux",
+        pipeline_class="FluxPipeline",
+        hub_id="black-forest-labs/FLUX.1-dev",
+        dtype="bfloat16",
+        quantization="nf4",
+        quantize_components=("transformer", "text_encoder_2"),
+        memory="model_cpu_offload",
+        vae_tiling=True,
+        default_steps=28,
+        max_steps=50,
+        default_guidance=3.5,
+        max_guidance=10.0,
+        native_width=_native_edge("flux1-dev", "vae", 1),
+        native_height=_native_edge("flux1-dev", "vae", 1),
+        size_multiple=16,
+        min_size=256,
+        max_size=2048,
+        supports_negative_prompt=False,
+        sampler="Euler (flow matching)",
+        licence="FLUX.1 [dev] non-commercial licence: commercial use needs review",
+        pipeline_kwargs={"max_sequence_length": 512},
+    ),
+    ModelProfile(
+        name="flux-schnell",
+        label="FLUX.1-schnell (4-bit nf4)",
+        family="flux",
+        pipeline_class="FluxPipeline",
+        hub_id="black-forest-labs/FLUX.1-schnell",
+        dtype="bfloat16",
+        quantization="nf4",
+        quantize_components=("transformer", "text_encoder_2"),
+        memory="model_cpu_offload",
+        vae_tiling=True,
+        default_steps=4,
+        max_steps=8,
+        default_guidance=0.0,
+        max_guidance=0.0,
+        native_width=_native_edge("flux1-schnell", "vae", 1),
+        native_height=_native_edge("flux1-schnell", "vae", 1),
+        size_multiple=16,
+        min_size=256,
+        max_size=2048,
+        supports_negative_prompt=False,
+        sampler="Euler (flow matching)",
+        licence="Apache-2.0",
+        pipeline_kwargs={"max_sequence_length": 256},
+    ),
+    ModelProfile(
+        name="sdxl-turbo",
+        label="SDXL Turbo",
+        family="sdxl",
+        pipeline_class="StableDiffusionXLPipeline",
+        hub_id="stabilityai/sdxl-turbo",
+        dtype="float16",
+        quantization=None,
+        quantize_components=(),
+        memory="gpu",
+        vae_tiling=False,
+        default_steps=4,
+        max_steps=8,
+        default_guidance=0.0,
+        max_guidance=2.0,
+        native_width=_native_edge("sdxl-turbo", "unet", 8),
+        native_height=_native_edge("sdxl-turbo", "unet", 8),
+        size_multiple=8,
+        min_size=256,
+        max_size=1024,
+        sampler="Euler a",
+        licence="Stability AI community licence",
+    ),
+    ModelProfile(
+        name="sdxl-base",
+        label="SDXL base 1.0",
+        family="sdxl",
+        pipeline_class="StableDiffusionXLPipeline",
+        hub_id="stabilityai/stable-diffusion-xl-base-1.0",
+        dtype="float16",
+        quantization=None,
+        quantize_components=(),
+        memory="model_cpu_offload",
+        vae_tiling=True,
+        default_steps=30,
+        max_steps=100,
+        default_guidance=7.0,
+        max_guidance=20.0,
+        native_width=_native_edge("sdxl-base-1.0", "unet", 8),
+        native_height=_native_edge("sdxl-base-1.0", "unet", 8),
+        size_multiple=8,
+        min_size=512,
+        max_size=2048,
+        sampler="Euler",
+        licence="CreativeML Open RAIL++-M",
+    ),
+    ModelProfile(
+        name="sd3-medium",
+        label="Stable Diffusion 3 medium",
+        family="sd3",
+        pipeline_class="StableDiffusion3Pipeline",
+        hub_id="stabilityai/stable-diffusion-3-medium-diffusers",
+        dtype="float16",
+        quantization=None,
+        quantize_components=(),
+        memory="model_cpu_offload",
+        vae_tiling=True,
+        default_steps=28,
+        max_steps=100,
+        default_guidance=7.0,
+        max_guidance=20.0,
+        native_width=_native_edge("sd3-medium", "transformer", 8),
+        native_height=_native_edge("sd3-medium", "transformer", 8),
+        size_multiple=16,
+        min_size=512,
+        max_size=2048,
+        sampler="Euler (flow matching)",
+        licence="Stability AI community licence",
+    ),
+)
+
+# One per family, for tests and the offline demo (and demo mode's stand-ins for the real ones).
+TINY_PROFILES: tuple[ModelProfile, ...] = (
+    _tiny(
+        name="tiny-sd",
+        label="Tiny SD (random weights, offline demo)",
+        family="sd",
+        pipeline_class="StableDiffusionPipeline",
+        default_steps=8,
+        default_guidance=7.0,
+        max_guidance=20.0,
+        size_multiple=8,
+        sampler="Euler",
+    ),
+    _tiny(
+        name="tiny-sdxl",
+        label="Tiny SDXL (random weights, offline demo)",
+        family="sdxl",
+        pipeline_class="StableDiffusionXLPipeline",
+        default_steps=4,
+        default_guidance=0.0,
+        max_guidance=20.0,
+        size_multiple=8,
+        sampler="Euler",
+    ),
+    _tiny(
+        name="tiny-flux",
+        label="Tiny FLUX (random weights, offline demo)",
+        family="flux",
+        pipeline_class="FluxPipeline",
+        default_steps=4,
+        default_guidance=3.5,
+        max_guidance=10.0,
+        size_multiple=16,
+        supports_negative_prompt=False,
+        sampler="Euler (flow matching)",
+        pipeline_kwargs={"max_sequence_length": 32},
+    ),
+    _tiny(
+        name="tiny-sd3",
+        label="Tiny SD3 (random weights, offline demo)",
+        family="sd3",
+        pipeline_class="StableDiffusion3Pipeline",
+        default_steps=4,
+        default_guidance=7.0,
+        max_guidance=20.0,
+        size_multiple=16,  # VAE factor 8 times the transformer's 2x2 patches, as SD3 medium
+        sampler="Euler (flow matching)",
+        pipeline_kwargs={"max_sequence_length": 32},
+    ),
+)
+
+PROFILES: tuple[ModelProfile, ...] = REAL_PROFILES + TINY_PROFILES
+_BY_NAME = {p.name: p for p in PROFILES}
+
+
 def all_profiles() -> dict[str, ModelProfile]:
     """Every profile by name, the real ones first and the tiny offline ones last."""
-    # The FLUX transformer config has no sample size; its VAE config says 1024 px.
-    flux_dev = _native_edge("flux1-dev", "vae", 1)
-    flux_schnell = _native_edge("flux1-schnell", "vae", 1)
-    sdxl = _native_edge("sdxl-base-1.0", "unet", 8)
-    turbo = _native_edge("sdxl-turbo", "unet", 8)
-    sd3 = _native_edge("sd3-medium", "transformer", 8)
-    profiles = [
-        ModelProfile(
-            name="flux-dev-nf4",
-            label="FLUX.1-dev (4-bit nf4)",
-            family="flux",
-            pipeline_class="FluxPipeline",
-            hub_id="black-forest-labs/FLUX.1-dev",
-            dtype="bfloat16",
-            quantization="nf4",
-            quantize_components=("transformer", "text_encoder_2"),
-            memory="model_cpu_offload",
-            vae_tiling=True,
-            default_steps=28,
-            max_steps=50,
-            default_guidance=3.5,
-            max_guidance=10.0,
-            native_width=flux_dev,
-            native_height=flux_dev,
-            size_multiple=16,
-            min_size=256,
-            max_size=2048,
-            supports_negative_prompt=False,
-            sampler="Euler (flow matching)",
-            licence="FLUX.1 [dev] non-commercial licence: commercial use needs review",
-            pipeline_kwargs={"max_sequence_length": 512},
-        ),
-        ModelProfile(
-            name="flux-schnell",
-            label="FLUX.1-schnell (4-bit nf4)",
-            family="flux",
-            pipeline_class="FluxPipeline",
-            hub_id="black-forest-labs/FLUX.1-schnell",
-            dtype="bfloat16",
-            quantization="nf4",
-            quantize_components=("transformer", "text_encoder_2"),
-            memory="model_cpu_offload",
-            vae_tiling=True,
-            default_steps=4,
-            max_steps=8,
-            default_guidance=0.0,
-            max_guidance=0.0,
-            native_width=flux_schnell,
-            native_height=flux_schnell,
-            size_multiple=16,
-            min_size=256,
-            max_size=2048,
-            supports_negative_prompt=False,
-            sampler="Euler (flow matching)",
-            licence="Apache-2.0",
-            pipeline_kwargs={"max_sequence_length": 256},
-        ),
-        ModelProfile(
-            name="sdxl-turbo",
-            label="SDXL Turbo",
-            family="sdxl",
-            pipeline_class="StableDiffusionXLPipeline",
-            hub_id="stabilityai/sdxl-turbo",
-            dtype="float16",
-            quantization=None,
-            quantize_components=(),
-            memory="gpu",
-            vae_tiling=False,
-            default_steps=4,
-            max_steps=8,
-            default_guidance=0.0,
-            max_guidance=2.0,
-            native_width=turbo,
-            native_height=turbo,
-            size_multiple=8,
-            min_size=256,
-            max_size=1024,
-            sampler="Euler a",
-            licence="Stability AI community licence",
-        ),
-        ModelProfile(
-            name="sdxl-base",
-            label="SDXL base 1.0",
-            family="sdxl",
-            pipeline_class="StableDiffusionXLPipeline",
-            hub_id="stabilityai/stable-diffusion-xl-base-1.0",
-            dtype="float16",
-            quantization=None,
-            quantize_components=(),
-            memory="model_cpu_offload",
-            vae_tiling=True,
-            default_steps=30,
-            max_steps=100,
-            default_guidance=7.0,
-            max_guidance=20.0,
-            native_width=sdxl,
-            native_height=sdxl,
-            size_multiple=8,
-            min_size=512,
-            max_size=2048,
-            sampler="Euler",
-            licence="CreativeML Open RAIL++-M",
-        ),
-        ModelProfile(
-            name="sd3-medium",
-            label="Stable Diffusion 3 medium",
-            family="sd3",
-            pipeline_class="StableDiffusion3Pipeline",
-            hub_id="stabilityai/stable-diffusion-3-medium-diffusers",
-            dtype="float16",
-            quantization=None,
-            quantize_components=(),
-            memory="model_cpu_offload",
-            vae_tiling=True,
-            default_steps=28,
-            max_steps=100,
-            default_guidance=7.0,
-            max_guidance=20.0,
-            native_width=sd3,
-            native_height=sd3,
-            size_multiple=16,
-            min_size=512,
-            max_size=2048,
-            sampler="Euler (flow matching)",
-            licence="Stability AI community licence",
-        ),
-    ]
-    tiny_common = {
-        "hub_id": None,
-        "dtype": "float32",
-        "quantization": None,
-        "quantize_components": (),
-        "memory": "gpu",
-        "vae_tiling": False,
-        "max_steps": 1000,
-        "min_size": 64,
-        "max_size": 1024,
-        "tiny": True,
-        "licence": "random weights, built locally",
-    }
-    profiles += [
-        ModelProfile(
-            name="tiny-sd",
-            label="Tiny SD (random weights, offline demo)",
-            family="sd",
-            pipeline_class="StableDiffusionPipeline",
-            default_steps=8,
-            default_guidance=7.0,
-            max_guidance=20.0,
-            native_width=512,
-            native_height=512,
-            size_multiple=8,
-            sampler="Euler",
-            **tiny_common,  # type: ignore[arg-type]
-        ),
-        ModelProfile(
-            name="tiny-sdxl",
-            label="Tiny SDXL (random weights, offline demo)",
-            family="sdxl",
-            pipeline_class="StableDiffusionXLPipeline",
-            default_steps=4,
-            default_guidance=0.0,
-            max_guidance=20.0,
-            native_width=512,
-            native_height=512,
-            size_multiple=8,
-            sampler="Euler",
-            **tiny_common,  # type: ignore[arg-type]
-        ),
-        ModelProfile(
-            name="tiny-flux",
-            label="Tiny FLUX (random weights, offline demo)",
-            family="flux",
-            pipeline_class="FluxPipeline",
-            default_steps=4,
-            default_guidance=3.5,
-            max_guidance=10.0,
-            native_width=512,
-            native_height=512,
-            size_multiple=16,
-            supports_negative_prompt=False,
-            sampler="Euler (flow matching)",
-            pipeline_kwargs={"max_sequence_length": 32},
-            **tiny_common,  # type: ignore[arg-type]
-        ),
-    ]
-    return {p.name: p for p in profiles}
+    return dict(_BY_NAME)
 
 
 class UnknownProfile(KeyError):
@@ -272,11 +307,13 @@ class UnknownProfile(KeyError):
 def get_profile(name: str) -> ModelProfile:
     """The profile called ``name``; ``UnknownProfile`` names the choices when there is none."""
     try:
-        return all_profiles()[name]
+        return _BY_NAME[name]
     except KeyError:
-        choices = ", ".join(all_profiles())
+        choices = ", ".join(_BY_NAME)
         raise UnknownProfile(f"unknown model profile {name!r}; choose one of: {choices}") from None
 
 
 def profile_choices() -> list[tuple[str, str]]:
-    return [(p.name, p.label) for p in all_profiles().values()]
+    """(name, label) of every profile, for model fields and forms (a callable, so a new profile
+    needs no migration)."""
+    return [(p.name, p.label) for p in PROFILES]

@@ -54,6 +54,25 @@ class Recipe:
         if not 0.0 <= self.subseed_strength <= 1.0:
             raise ValueError(f"subseed_strength must be between 0 and 1, not {self.subseed_strength}")
 
+    @classmethod
+    def from_image(cls, data: dict[str, Any]) -> Recipe:
+        """The recipe that makes the batch of an image again, from the JSON in its PNG
+        (``metadata.read_recipe``): same profile, stand-in note, seeds and variation."""
+        subseeds = data.get("subseeds")
+        return cls(
+            profile=data["profile"],
+            prompt=data["prompt"],
+            negative_prompt=data["negative_prompt"],
+            width=data["width"],
+            height=data["height"],
+            steps=data["steps"],
+            guidance=data["guidance"],
+            seeds=tuple(data["seeds"]),
+            subseeds=tuple(subseeds) if subseeds is not None else None,
+            subseed_strength=data.get("subseed_strength") or 0.0,
+            stand_in_for=data.get("stand_in_for"),
+        )
+
     @property
     def has_variation(self) -> bool:
         """Whether the start noise is mixed with subseeds' (else the pipeline draws it, as ever)."""
@@ -78,10 +97,17 @@ class GenerationResult:
 
 
 def image_recipe(profile: ModelProfile, recipe: Recipe, pipe: Any, index: int) -> dict[str, Any]:
-    """The JSON written into one PNG: enough to make that image again, nothing run-specific."""
+    """The JSON written into one PNG: enough to make that image again, nothing run-specific.
+
+    A demo stand-in says so: ``profile`` is the tiny model that made the pixels and
+    ``stand_in_for`` the real profile that was asked for (absent when no stand-in ran, so
+    recipes from before demo mode read and re-make the same).
+    """
     import diffusers
 
+    stand_in = {"stand_in_for": recipe.stand_in_for} if recipe.stand_in_for else {}
     return {
+        **stand_in,
         "generator": "hoffdesk-images",
         "hoffdesk_version": HOFFDESK_VERSION,
         "profile": profile.name,
@@ -223,7 +249,7 @@ def generate(
     on_step: ProgressCallback | None = None,
 ) -> GenerationResult:
     """Make the run's images as PNG bytes with provenance, or raise ``EngineError``/``Cancelled``."""
-    if profile.is_big and cache.device == "cpu":
+    if profile.is_real and cache.device == "cpu":
         # A real model on the CPU would need tens of GB of RAM and hours: refuse before loading.
         raise EngineError(
             f"{profile.name} needs an NVIDIA GPU with CUDA, and this worker's torch ({torch.__version__}) "

@@ -1,7 +1,7 @@
 """Loading pipelines and keeping them warm in the worker.
 
-A profile is loaded once per worker process and kept. A 12 GB card holds one big model at a
-time, so loading a big profile first evicts any other big one (never FLUX and SDXL together).
+A profile is loaded once per worker process and kept. A 12 GB card holds one real model at a
+time, so loading a real profile first evicts any other real one (never FLUX and SDXL together).
 Tiny profiles are a few MB and stay.
 """
 
@@ -122,7 +122,7 @@ class PipelineCache:
         """The warm pipeline for ``profile`` and the seconds spent loading it (0.0 when warm)."""
         if profile.name in self._pipes:
             return self._pipes[profile.name][1], 0.0
-        if profile.is_big:
+        if profile.is_real:
             self.evict_big()
         started = time.perf_counter()
         pipe = load_pipeline(profile, self.models_dir, self.device)
@@ -131,16 +131,16 @@ class PipelineCache:
 
     def put(self, profile: ModelProfile, pipe: Any) -> None:
         """Keep an already built pipeline warm (benchmarks build full-size random-weight models)."""
-        if profile.is_big:
+        if profile.is_real:
             self.evict_big()
         self._pipes[profile.name] = (profile, pipe)
 
     def evict_big(self) -> None:
-        """Drop every big pipeline, so the next one has the whole card."""
-        big = [name for name, (profile, _) in self._pipes.items() if profile.is_big]
-        for name in big:
+        """Drop every real (big) pipeline, so the next one has the whole card."""
+        real = [name for name, (profile, _) in self._pipes.items() if profile.is_real]
+        for name in real:
             del self._pipes[name]
-        if big:
+        if real:
             free_memory()
 
 

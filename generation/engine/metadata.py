@@ -21,6 +21,14 @@ PARAMETERS_CHUNK = "parameters"
 PNG_COMPRESS_LEVEL = 1
 
 
+def model_name(recipe: dict[str, Any]) -> str:
+    """The model as the ``parameters`` chunk names it: a demo stand-in says what it stands in
+    for, e.g. ``tiny-flux (demo stand-in for flux-dev-nf4)``."""
+    if recipe.get("stand_in_for"):
+        return f"{recipe['profile']} (demo stand-in for {recipe['stand_in_for']})"
+    return str(recipe["profile"])
+
+
 def a1111_parameters(recipe: dict[str, Any]) -> str:
     """The recipe as AUTOMATIC1111 writes it: prompt, negative prompt, then key: value pairs."""
     lines = [recipe["prompt"]]
@@ -38,7 +46,7 @@ def a1111_parameters(recipe: dict[str, Any]) -> str:
         pairs += [("Variation seed", recipe["subseed"]), ("Variation seed strength", strength)]
     pairs += [
         ("Size", f"{recipe['width']}x{recipe['height']}"),
-        ("Model", recipe["profile"]),
+        ("Model", model_name(recipe)),
         ("Batch size", recipe["batch_size"]),
         ("Batch pos", recipe["batch_index"]),
         ("Version", f"hoffdesk-images {recipe['hoffdesk_version']}"),

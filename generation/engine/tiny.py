@@ -78,7 +78,11 @@ def _clip_text_config(projection: bool) -> Any:
     )
 
 
-def _vae(latent_channels: int, flux_like: bool = False) -> Any:
+def _vae(
+    latent_channels: int, *, quant_conv: bool = True, shift_factor: float | None = None, scaling_factor: float = 0.18215
+) -> Any:
+    """The real family's VAE, narrowed: the latent channels and scaling of the real one (the
+    FLUX and SD3 VAEs have no quant convs and shift their latents)."""
     from diffusers import AutoencoderKL
 
     # Four blocks, as in the real models, so the VAE factor is 8 and sizes validate the same way.
@@ -92,10 +96,28 @@ def _vae(latent_channels: int, flux_like: bool = False) -> Any:
         layers_per_block=1,
         norm_num_groups=4,
         sample_size=128,
-        use_quant_conv=not flux_like,
-        use_post_quant_conv=not flux_like,
-        shift_factor=0.1159 if flux_like else None,
-        scaling_factor=0.3611 if flux_like else 0.18215,
+        use_quant_conv=quant_conv,
+        use_post_quant_conv=quant_conv,
+        shift_factor=shift_factor,
+        scaling_factor=scaling_factor,
+    )
+
+
+def _t5_encoder(d_model: int) -> Any:
+    from transformers import T5Config, T5EncoderModel
+
+    return T5EncoderModel(
+        T5Config(
+            vocab_size=80,
+            d_model=d_model,
+            d_kv=8,
+            d_ff=37,
+            num_layers=2,
+            num_heads=4,
+            feed_forward_proj="gated-gelu",
+            dense_act_fn="gelu_new",  # type: ignore[call-arg]  # accepted through **kwargs
+            is_encoder_decoder=False,
+        )
     )
 
 
@@ -174,7 +196,7 @@ def build_tiny_sdxl() -> Any:
 
 def build_tiny_flux() -> Any:
     from diffusers import FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
-    from transformers import CLIPTextModel, T5Config, T5EncoderModel
+    from transformers import CLIPTextModel
 
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = _clip_tokenizer(Path(tmp))
@@ -190,22 +212,10 @@ def build_tiny_flux() -> Any:
         guidance_embeds=True,
         axes_dims_rope=(4, 6, 6),
     )
-    text_encoder_2 = T5EncoderModel(
-        T5Config(
-            vocab_size=80,
-            d_model=32,
-            d_kv=8,
-            d_ff=37,
-            num_layers=2,
-            num_heads=4,
-            feed_forward_proj="gated-gelu",
-            dense_act_fn="gelu_new",  # type: ignore[call-arg]  # accepted through **kwargs
-            is_encoder_decoder=False,
-        )
-    )
+    text_encoder_2 = _t5_encoder(d_model=32)
     return FluxPipeline(
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True),
-        vae=_vae(4, flux_like=True),
+        vae=_vae(4, quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611),
         text_encoder=CLIPTextModel(_clip_text_config(projection=False)),
         tokenizer=tokenizer,
         text_encoder_2=text_encoder_2,
@@ -214,7 +224,51 @@ def build_tiny_flux() -> Any:
     )
 
 
-BUILDERS = {"tiny-sd": build_tiny_sd, "tiny-sdxl": build_tiny_sdxl, "tiny-flux": build_tiny_flux}
+def build_tiny_sd3() -> Any:
+    """SD3 medium's parts, narrowed: two CLIP encoders with projection and a T5, an MMDiT with
+    2x2 patches over 16 latent channels, flow-matching Euler with the real shift."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, StableDiffusion3Pipeline
+    from transformers import CLIPTextModelWithProjection
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer = _clip_tokenizer(Path(tmp) / "a")
+        tokenizer_2 = _clip_tokenizer(Path(tmp) / "b")
+    transformer = SD3Transformer2DModel(
+        sample_size=64,  # 512 px, the tiny profiles' native size
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=2,  # one joint block, then the last one that only reads the text
+        attention_head_dim=16,
+        num_attention_heads=2,
+        caption_projection_dim=32,  # = heads x head dim, as in the real model
+        # The pipeline pads the two CLIPs' hidden states side by side (32 + 32) to the T5's width
+        # and joins them to the T5's tokens; the pooled projections (32 + 32) go in side by side.
+        joint_attention_dim=64,
+        pooled_projection_dim=64,
+        # Positions for up to 128x128 patches (2048 px), the largest size sd3-medium accepts, so
+        # a demo run at any size sd3-medium allows works on this stand-in.
+        pos_embed_max_size=128,
+    )
+    return StableDiffusion3Pipeline(
+        transformer=transformer,
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0),
+        vae=_vae(16, quant_conv=False, shift_factor=0.0609, scaling_factor=1.5305),
+        text_encoder=CLIPTextModelWithProjection(_clip_text_config(projection=True)),
+        tokenizer=tokenizer,
+        text_encoder_2=CLIPTextModelWithProjection(_clip_text_config(projection=True)),
+        tokenizer_2=tokenizer_2,
+        text_encoder_3=_t5_encoder(d_model=64),
+        tokenizer_3=_t5_tokenizer(),
+    )
+
+
+BUILDERS = {
+    "tiny-sd": build_tiny_sd,
+    "tiny-sdxl": build_tiny_sdxl,
+    "tiny-flux": build_tiny_flux,
+    "tiny-sd3": build_tiny_sd3,
+}
 
 
 def is_built(folder: Path) -> bool:
