@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from ninja import Field, Schema
-from pydantic import ConfigDict
+from pydantic import ConfigDict, StrictFloat, StrictInt
 
 
 class Error(Schema):
@@ -63,12 +63,12 @@ class RunIn(Input):
     preset: str | None = Field(None, description="A style preset's slug.")
     style: str | None = Field(None, description="An image style's slug (`auto`: the article's content type).")
     model: str | None = Field(None, description="A model profile, e.g. flux-dev or tiny-sd.")
-    seed: int | None = None
-    count: int | None = None
-    width: int | None = None
-    height: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
+    seed: StrictInt | None = None
+    count: StrictInt | None = None
+    width: StrictInt | None = None
+    height: StrictInt | None = None
+    steps: StrictInt | None = None
+    guidance: StrictFloat | None = None
 
 
 REGENERATE_MODES = Literal["new_seeds", "same_seed", "exact", "seed", "variations"]
@@ -83,16 +83,16 @@ class RegenerateIn(Input):
             "with new seeds at `strength`."
         ),
     )
-    candidate: int | None = Field(None, description="A candidate of this run (same_seed and variations).")
-    seed: int | None = Field(None, description="For mode seed.")
-    strength: float | None = Field(None, description="For mode variations, 0.05 to 0.5.")
+    candidate: StrictInt | None = Field(None, description="A candidate of this run (same_seed and variations).")
+    seed: StrictInt | None = Field(None, description="For mode seed.")
+    strength: StrictFloat | None = Field(None, description="For mode variations, 0.05 to 0.5.")
     prompt: str | None = None
     negative_prompt: str | None = None
     preset: str | None = Field(None, description="A style preset's slug.")
     model: str | None = None
-    count: int | None = None
-    steps: int | None = None
-    guidance: float | None = None
+    count: StrictInt | None = None
+    steps: StrictInt | None = None
+    guidance: StrictFloat | None = None
 
 
 class Progress(Schema):
@@ -147,8 +147,8 @@ class ReviewIn(Input):
 class FocalPoint(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    x: float = Field(..., description="0 (left) to 1 (right).")
-    y: float = Field(..., description="0 (top) to 1 (bottom).")
+    x: StrictFloat = Field(..., description="0 (left) to 1 (right).")
+    y: StrictFloat = Field(..., description="0 (top) to 1 (bottom).")
 
 
 class PublishIn(Input):

@@ -14,15 +14,17 @@ from PIL import Image
 from api.models import ApiToken
 from gallery.models import Article
 from generation.models import Candidate, GenerationRun, candidate_storage
-from tests.conftest import make_user
 
 
 class ApiClient:
-    """Django's test client with a bearer token and JSON bodies."""
+    """Django's test client with a bearer token and JSON bodies. With ``on_commit`` (pytest-django's
+    ``django_capture_on_commit_callbacks``) each POST's on-commit callbacks run as if its
+    transaction had committed, so a queued run really puts a task on the ORM broker."""
 
-    def __init__(self, token: str | None) -> None:
+    def __init__(self, token: str | None, on_commit: Any = None) -> None:
         self.client = Client()
         self.token = token
+        self.on_commit = on_commit
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -36,19 +38,32 @@ class ApiClient:
             import json
 
             body = "" if data is None else json.dumps(data)
-        return self.client.post(path, body, content_type="application/json", headers=self._headers(), **kwargs)
+        if self.on_commit is None:
+            return self.client.post(path, body, content_type="application/json", headers=self._headers(), **kwargs)
+        with self.on_commit(execute=True):
+            return self.client.post(path, body, content_type="application/json", headers=self._headers(), **kwargs)
 
 
 @pytest.fixture
 def token(db: None) -> str:
     """A bearer token of an editor."""
-    _row, value = ApiToken.issue(user=make_user("pipeline", "editors"), name="tests")
+    _row, value = ApiToken.issue(user=api_user("pipeline", "editors"), name="tests")
     return value
 
 
+def api_user(username: str, *groups: str) -> Any:
+    """A user for the API only: no password, so no slow password hashing in every test."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+
+    user = get_user_model().objects.create(username=username)
+    user.groups.set([Group.objects.get_or_create(name=name)[0] for name in groups])
+    return user
+
+
 @pytest.fixture
-def api(token: str) -> ApiClient:
-    return ApiClient(token)
+def api(token: str, django_capture_on_commit_callbacks: Any) -> ApiClient:
+    return ApiClient(token, on_commit=django_capture_on_commit_callbacks)
 
 
 def assert_error(response: Any, status: int, field: str) -> dict[str, Any]:

@@ -11,8 +11,7 @@ from django.core.management import call_command
 from django.db import connection
 
 from api.models import ApiToken
-from tests.api.conftest import ApiClient, assert_error
-from tests.conftest import make_user
+from tests.api.conftest import ApiClient, api_user, assert_error
 
 pytestmark = pytest.mark.django_db
 
@@ -50,12 +49,12 @@ def test_a_revoked_token_answers_401(api, token) -> None:
 
 
 def test_a_user_who_may_not_act_gets_403(db) -> None:
-    _row, value = ApiToken.issue(user=make_user("onlooker"))
+    _row, value = ApiToken.issue(user=api_user("onlooker"))
     assert_error(ApiClient(value).get(URL), 403, "Authorization")
 
 
 def test_an_admin_and_a_superuser_may_use_the_api(db) -> None:
-    _row, admin_token = ApiToken.issue(user=make_user("boss", "admins"))
+    _row, admin_token = ApiToken.issue(user=api_user("boss", "admins"))
     root = get_user_model().objects.create_superuser("root", password="root-pass-123")
     _row, root_token = ApiToken.issue(user=root)
     assert ApiClient(admin_token).get(URL).status_code == 404
@@ -63,7 +62,7 @@ def test_an_admin_and_a_superuser_may_use_the_api(db) -> None:
 
 
 def test_a_disabled_account_answers_401(db) -> None:
-    user = make_user("gone", "editors")
+    user = api_user("gone", "editors")
     _row, value = ApiToken.issue(user=user)
     user.is_active = False
     user.save()
@@ -92,7 +91,7 @@ def test_create_api_token_prints_a_working_token_last_and_makes_the_user_an_edit
 
 
 def test_create_api_token_for_an_existing_user_keeps_their_groups_and_adds_a_second_token(db) -> None:
-    user = make_user("boss", "admins")
+    user = api_user("boss", "admins")
     outputs = []
     for _ in range(2):
         out = StringIO()
