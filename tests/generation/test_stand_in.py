@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from generation.demo import STAND_INS
@@ -18,18 +17,13 @@ from generation.engine.loader import PipelineCache
 from generation.engine.metadata import a1111_parameters, parse_a1111_parameters, read_png_text, read_recipe
 from generation.profiles import REAL_PROFILES, TINY_PROFILES, all_profiles, get_profile, profile_choices
 
+# models_dir and fixed_threads come from tests/generation/conftest.py.
+pytestmark = pytest.mark.usefixtures("fixed_threads")
+
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory: pytest.TempPathFactory) -> PipelineCache:
-    return PipelineCache(tmp_path_factory.mktemp("models"), device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def fixed_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+def cache(models_dir: Path) -> PipelineCache:
+    return PipelineCache(models_dir, device="cpu")
 
 
 def flux_stand_in(seeds: tuple[int, ...] = (42, 43)) -> Recipe:
@@ -132,9 +126,7 @@ def test_tiny_profiles_share_their_offline_settings() -> None:
         assert (profile.native_width, profile.min_size, profile.max_size) == (512, 64, 1024)
 
 
-def test_the_real_profile_asked_for_is_refused_on_a_cpu_worker_but_its_stand_in_runs(
-    cache: PipelineCache, tmp_path: Path
-) -> None:
+def test_the_real_profile_asked_for_is_refused_on_a_cpu_worker_but_its_stand_in_runs(cache: PipelineCache) -> None:
     from generation.engine.loader import EngineError
 
     with pytest.raises(EngineError, match="flux-dev-nf4 needs an NVIDIA GPU"):

@@ -20,23 +20,13 @@ from generation.profiles import get_profile
 
 NAME = "tiny-sd3"
 
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
+# models_dir and fixed_threads come from tests/generation/conftest.py.
+pytestmark = pytest.mark.usefixtures("fixed_threads")
 
 
 @pytest.fixture(scope="module")
 def cache(models_dir: Path) -> PipelineCache:
     return PipelineCache(models_dir, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def fixed_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
 
 
 def recipe(
