@@ -5,7 +5,7 @@ from typing import Any
 from django import forms
 
 from generation.models import Candidate, GenerationRun, StylePreset
-from generation.profiles import profile_choices
+from generation.profiles import MAX_SEED, profile_choices
 from generation.services import CANDIDATE_ONLY_MODES, RegenerateMode
 
 
@@ -26,6 +26,26 @@ class GenerateForm(forms.Form):
     height = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
     steps = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
     guidance = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
+
+
+class WandForm(forms.Form):
+    """The Magic Wand's one choice: the image style (Auto = the article's content-type preset)."""
+
+    style = forms.ChoiceField(required=False, label="Image style")
+
+    def __init__(self, *args: Any, styles: list[StylePreset], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        field = self.fields["style"]
+        assert isinstance(field, forms.ChoiceField)
+        field.choices = [(s.slug, s.name) for s in styles] or [(StylePreset.AUTO, "Auto")]
+
+
+class SeriesLookForm(forms.Form):
+    """An editor's change to a series' look: the seed and preset every Magic Wand run of the
+    series starts from."""
+
+    seed = forms.IntegerField(min_value=0, max_value=MAX_SEED, required=False, help_text="Blank: set by the next run.")
+    preset = forms.ModelChoiceField(queryset=StylePreset.objects.all(), required=False, empty_label="(by content type)")
 
 
 class RegenerateForm(forms.Form):

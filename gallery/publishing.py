@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from gallery.models import Article, Publication
 from gallery.renditions import Rendition, TooSmall, renditions_make, suggested_generation_size
+from gallery.services import series_lock_from_hero
 from generation.models import Candidate
 
 logger = logging.getLogger(__name__)
@@ -221,6 +222,7 @@ def _point_article_at(publication: Publication) -> None:
     Article.objects.filter(pk=article.pk).update(
         hero_candidate=candidate, published_urls=publication.urls, updated_at=timezone.now()
     )
+    series_lock_from_hero(article=article, candidate=candidate)
 
 
 def publication_unpublish(*, publication: Publication, by: Any, delete_objects: bool = False) -> bool:

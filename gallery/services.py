@@ -9,8 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from gallery.models import Article
-from generation.models import Candidate, ReviewEvent
+from gallery.models import Article, Series
+from generation.models import Candidate, GenerationRun, ReviewEvent
 
 IMPORT_FIELDS = ("slug", "title", "summary", "content_type", "tone", "series")
 
@@ -146,6 +146,7 @@ def article_set_hero(*, article: Article, candidate: Candidate, by: Any) -> Revi
             raise ReviewConflict(candidate, "Only an approved candidate can be the hero; approve it first.")
         Article.objects.filter(pk=article.pk).update(hero_candidate=candidate, updated_at=timezone.now())
         article.hero_candidate = candidate
+        series_lock_from_hero(article=article, candidate=candidate)
         return ReviewEvent.objects.create(
             candidate=candidate,
             actor=by,
@@ -153,3 +154,18 @@ def article_set_hero(*, article: Article, candidate: Candidate, by: Any) -> Revi
             from_status=candidate.review_status,
             to_status=candidate.review_status,
         )
+
+
+def series_lock_from_hero(*, article: Article, candidate: Candidate) -> bool:
+    """The first approved hero of a series sets the series' look (its seed and its run's preset)
+    for every later Magic Wand run of the series; True when it did. An editor's choice, or an
+    earlier hero's, is kept."""
+    if not article.series:
+        return False
+    series, _ = Series.objects.get_or_create(name=article.series)
+    preset_id = GenerationRun.objects.filter(pk=candidate.run_id).values_list("preset_id", flat=True).first()
+    return bool(
+        Series.objects.filter(pk=series.pk, look_locked=False).update(
+            seed=candidate.seed, preset_id=preset_id, look_locked=True
+        )
+    )

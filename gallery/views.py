@@ -19,12 +19,12 @@ from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBas
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRefresh
+from django_htmx.http import HttpResponseClientRefresh, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from gallery.access import editor_required, login_required_401
-from gallery.forms import GenerateForm, PublishForm, RegenerateForm
-from gallery.models import Article, Publication
+from gallery.forms import GenerateForm, PublishForm, RegenerateForm, SeriesLookForm, WandForm
+from gallery.models import Article, Publication, Series
 from gallery.publishing import (
     alt_text_suggestion,
     picture_snippet,
@@ -37,6 +37,7 @@ from generation.models import Candidate, GenerationRun, ReviewEvent
 from generation.services import run_cancel as cancel_run
 from generation.services import run_regenerate, run_submit
 from generation.thumbnails import THUMBNAIL_WIDTHS, NoSuchThumbnailWidth, thumbnail_ensure
+from generation.wand import article_wand, image_styles
 
 
 class HtmxHttpRequest(HttpRequest):
@@ -134,6 +135,7 @@ def article_list(request: HttpRequest) -> HttpResponse:
         "filters": {key: label for key, (label, _) in LIST_FILTERS.items()},
         "sorts": {key: label for key, (label, _) in LIST_SORTS.items()},
         "query_without_page": _query_without(request, "page"),
+        "wand_form": WandForm(styles=image_styles()),
     }
     return render(request, "gallery/article_list.html", context)
 
@@ -172,7 +174,8 @@ def _article_page(request: HttpRequest, article: Article, form: GenerateForm, st
     for run in runs:
         run.place_in_queue = places.get(run.pk)  # type: ignore[attr-defined]
     publication = article.publications.select_related("candidate").first()
-    context = {
+    series = Series.objects.select_related("preset").filter(name=article.series).first() if article.series else None
+    context: dict[str, Any] = {
         "article": article,
         "form": form,
         "runs": runs,
@@ -180,7 +183,14 @@ def _article_page(request: HttpRequest, article: Article, form: GenerateForm, st
         "snippet": picture_snippet(publication) if publication else "",
         "events": _events(article),
         "thumbnail_widths": THUMBNAIL_WIDTHS,
+        "wand_form": WandForm(styles=image_styles()),
+        "series": Series.objects.select_related("preset").filter(name=article.series).first()
+        if article.series
+        else None,
     }
+    if context["series"] is not None:
+        series = context["series"]
+        context["series_form"] = SeriesLookForm(initial={"seed": series.seed, "preset": series.preset_id})
     return render(request, "gallery/article_detail.html", context, status=status)
 
 
@@ -225,6 +235,55 @@ def run_create(request: HttpRequest, slug: str) -> HttpResponse:
         else:
             return redirect(article)
     return _article_page(request, article, form, status=400)
+
+
+@editor_required
+@require_POST
+def article_wand_view(request: HtmxHttpRequest, slug: str) -> HttpResponse:
+    """The Magic Wand: queue a hero run in one click. htmx gets the new run card at once (or
+    the reason it was refused, in the wand's message slot); a plain form post goes back to the
+    article page."""
+    article = get_object_or_404(Article.objects.select_related("hero_candidate"), slug=slug)
+    form = WandForm(request.POST, styles=image_styles())
+    try:
+        if not form.is_valid():
+            raise ValidationError({f: [str(e) for e in errs] for f, errs in form.errors.items()})
+        run = article_wand(article=article, requested_by=request.user, style=form.cleaned_data["style"] or None)
+    except ValidationError as exc:
+        problems = [m for messages_ in exc.message_dict.values() for m in messages_]
+        if request.htmx:
+            response = render(
+                request, "gallery/article_detail.html#wand-message", {"article": article, "problems": problems}
+            )
+            response.status_code = 400
+            return retarget(reswap(response, "innerHTML"), f"#wand-message-{article.slug}")
+        for problem in problems:
+            messages.error(request, f"Magic Wand: {problem}")
+        return redirect(article)
+    if request.htmx:
+        return _run_card(request, run)
+    return HttpResponseRedirect(f"{article.get_absolute_url()}#run-{run.pk}")
+
+
+@editor_required
+@require_POST
+def series_look(request: HttpRequest, slug: str) -> HttpResponse:
+    """An editor sets the seed and preset every Magic Wand run of the article's series uses."""
+    article = get_object_or_404(Article, slug=slug)
+    series = get_object_or_404(Series, name=article.series) if article.series else None
+    if series is None:
+        return HttpResponse("This article is not in a series.", status=400, content_type="text/plain")
+    form = SeriesLookForm(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            for error in errors:
+                messages.error(request, f"Series look, {field}: {error}")
+        return redirect(article)
+    Series.objects.filter(pk=series.pk).update(
+        seed=form.cleaned_data["seed"], preset=form.cleaned_data["preset"], look_locked=True
+    )
+    messages.success(request, f"The series “{series.name}” now starts from this seed and preset.")
+    return redirect(article)
 
 
 def _run_card(request: HttpRequest, run: GenerationRun) -> HttpResponse:

@@ -14,6 +14,10 @@ from django.db import migrations
 
 PALETTE = "dark mode palette of slate, rose and indigo"
 
+# FLUX heroes are made at the size the publisher's 1200x630 hero crop needs (1216x640, a multiple
+# of 16); SDXL Turbo stays at its native 512 px, for thumbnails and quick tips.
+HERO_SIZE = {"width": 1216, "height": 640}
+
 CONTENT_TYPE_MODELS = {
     "technical-deep-dive": "flux-dev-nf4",
     "tutorial": "sdxl-turbo",
@@ -33,6 +37,7 @@ IMAGE_STYLES = [
         "slug": "technical",
         "description": "Photorealistic hardware, clean compositions (FLUX.1-dev).",
         "model_profile": "flux-dev-nf4",
+        **HERO_SIZE,
         "prompt_suffix": "photorealistic hardware, clean composition, studio lighting, sharp focus",
         "negative_prompt": "text, watermark, logo, blurry, distorted",
         "art_direction": "photorealistic",
@@ -43,6 +48,7 @@ IMAGE_STYLES = [
         "slug": "atmospheric",
         "description": "Atmospheric, cinematic, mood-matched (FLUX.1-dev).",
         "model_profile": "flux-dev-nf4",
+        **HERO_SIZE,
         "prompt_suffix": "atmospheric, cinematic light, soft haze, mood matched to the story",
         "negative_prompt": "text, watermark, harsh flash",
         "art_direction": "atmospheric photography",
@@ -61,14 +67,25 @@ IMAGE_STYLES = [
 ]
 
 
+# Version 2 of the hero template also names the art direction and the palette.
+HERO_TEMPLATE_V2 = (
+    'Hero image for a blog article titled "{title}". {summary} Tone: {tone}. {style}. {art_direction}, {palette}.'
+)
+
+
 def add_owner_presets(apps: Any, schema_editor: Any) -> None:
     StylePreset = apps.get_model("generation", "StylePreset")
+    PromptTemplate = apps.get_model("generation", "PromptTemplate")
+    if not PromptTemplate.objects.filter(name="hero", version__gte=2).exists():
+        PromptTemplate.objects.create(name="hero", version=2, text=HERO_TEMPLATE_V2)
     for position, (slug, model) in enumerate(CONTENT_TYPE_MODELS.items(), start=10):
         preset = StylePreset.objects.filter(slug=slug).first()
         if preset is None:
             continue
         if not preset.model_profile:
             preset.model_profile = model
+            if model.startswith("flux") and not preset.width and not preset.height:
+                preset.width, preset.height = HERO_SIZE["width"], HERO_SIZE["height"]
         preset.palette = PALETTE
         preset.position = position
         preset.description = preset.description.replace("Research note: ", "")
@@ -81,6 +98,9 @@ def add_owner_presets(apps: Any, schema_editor: Any) -> None:
 
 def remove_owner_presets(apps: Any, schema_editor: Any) -> None:
     StylePreset = apps.get_model("generation", "StylePreset")
+    apps.get_model("generation", "PromptTemplate").objects.filter(
+        name="hero", version=2, text=HERO_TEMPLATE_V2
+    ).delete()
     StylePreset.objects.filter(slug__in=[s["slug"] for s in IMAGE_STYLES]).delete()
     StylePreset.objects.filter(slug__in=CONTENT_TYPE_MODELS).update(model_profile="")
 

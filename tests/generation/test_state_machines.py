@@ -118,5 +118,5 @@ def test_migrations_load_the_default_presets_and_hero_template(article) -> None:
     preset = preset_for_article(article=article)
     assert preset is not None and preset.slug == "technical-deep-dive"
     prompt, template = prompt_for_article(article=article, preset=preset)
-    assert template == PromptTemplate.objects.get(name="hero", version=1)
+    assert template == PromptTemplate.objects.get(name="hero", version=2)
     assert article.title in prompt and "photorealistic" in prompt
