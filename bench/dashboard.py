@@ -30,10 +30,8 @@ import http.client
 import io
 import multiprocessing
 import os
-import platform
 import random
 import shutil
-import socket
 import statistics
 import struct
 import subprocess
@@ -52,6 +50,7 @@ from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import numpy as np
+from _common import BenchError, free_port, machine_line, stop_server
 from PIL import Image, ImageDraw, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,10 +97,6 @@ TITLE_SHAPES = (
 )
 TONES = ("dry", "playful", "calm", "urgent", "")
 CONTENT_TYPES = ("technical", "tutorial", "personal", "quick_tip")
-
-
-class BenchError(Exception):
-    """Something that makes the figures meaningless: exit non-zero."""
 
 
 # --- pictures -----------------------------------------------------------------------------------
@@ -503,12 +498,6 @@ def local_path(page: str, src: str) -> str:
     return parts.path + (f"?{parts.query}" if parts.query else "")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def start_server(env: dict[str, str], port: int, log_path: Path) -> tuple[subprocess.Popen[bytes], float]:
     """``runserver`` as a subprocess; the seconds from Popen to its first answer of /login/."""
     log = log_path.open("wb")
@@ -690,19 +679,13 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
         rss_mb = vm_kib(server.pid, "VmRSS") / 1024
         hwm_mb = vm_kib(server.pid, "VmHWM") / 1024
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_server(server)
 
     width = max(len(label) for label in urls) + 6
     lines = [
         "",
         "== summary ==",
-        f"machine: {os.cpu_count()} CPUs, {platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}",
+        machine_line(),
     ]
     if seeded is not None:
         lines.append(

@@ -38,9 +38,7 @@ import hashlib
 import http.client
 import io
 import os
-import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _common import BenchError, free_port, machine_line, stop_server
 from PIL import Image, ImageDraw, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,10 +69,6 @@ CANDIDATES_S3_VARIABLES = (
     "HOFFDESK_CANDIDATES_ACCESS_KEY_ID",
     "HOFFDESK_CANDIDATES_SECRET_ACCESS_KEY",
 )
-
-
-class BenchError(Exception):
-    """Something that makes the figures meaningless: exit non-zero."""
 
 
 # --- pictures -----------------------------------------------------------------------------------
@@ -115,12 +110,6 @@ def draw_picture(number: int) -> bytes:
 # --- moto ---------------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_moto(port: int, log_path: Path, timeout: float = 60) -> subprocess.Popen[bytes]:
     """``moto_server`` from this virtualenv, answering on 127.0.0.1:port (its log in ``log_path``)."""
     moto_server = Path(sys.executable).parent / "moto_server"
@@ -151,19 +140,8 @@ def start_moto(port: int, log_path: Path, timeout: float = 60) -> subprocess.Pop
             time.sleep(0.1)
             continue
         return proc
-    stop_moto(proc)
+    stop_server(proc)
     raise BenchError(f"moto_server did not answer within {timeout:g} s:\n{moto_log(log_path)}")
-
-
-def stop_moto(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def moto_log(log_path: Path) -> str:
@@ -495,7 +473,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
         print(f"moto_server log (tail):\n{moto_log(log_path)}", file=sys.stderr)
         raise BenchError(f"{type(exc).__name__}: {exc}") from exc
     finally:
-        stop_moto(moto)
+        stop_server(moto)
 
     median = statistics.median
     publish_s = median(r.publish_s for r in rounds)
@@ -513,8 +491,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
     lines = [
         "",
         "== summary ==",
-        f"machine: {os.cpu_count()} CPUs, {platform.platform()}, {platform.processor() or platform.machine()}, "
-        f"Python {platform.python_version()}",
+        machine_line(),
         f"data: {n} approved candidates {WIDTH}x{HEIGHT} ({png_bytes / n / 1e3:.0f} kB PNG each), "
         f"{objects // n} renditions each ({', '.join(settings.HOFFDESK_PUBLISH_FORMATS)}): "
         f"{objects} objects, {size / 1e6:.1f} MB per round; moto_server on loopback, a fresh bucket per round",

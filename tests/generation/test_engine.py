@@ -17,18 +17,7 @@ from generation.engine.loader import ModelUnavailable, PipelineCache
 from generation.engine.metadata import parse_a1111_parameters, read_png_text, read_recipe
 from generation.profiles import get_profile
 
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(autouse=True)
-def fixed_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("fixed_threads")
 
 
 def recipe(profile: str, seeds: tuple[int, ...] = (1234, 1235), size: int = 128, steps: int = 2) -> Recipe:

@@ -16,25 +16,13 @@ from generation.engine.loader import PipelineCache, load_pipeline
 from generation.engine.metadata import parse_a1111_parameters, read_png_text, read_recipe
 from generation.profiles import get_profile
 
+pytestmark = pytest.mark.usefixtures("fixed_threads")
 FAMILIES = ["tiny-sd", "tiny-sdxl", "tiny-flux"]
-
-
-@pytest.fixture(scope="module")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("models")
 
 
 @pytest.fixture(scope="module")
 def cache(models_dir: Path) -> PipelineCache:
     return PipelineCache(models_dir, device="cpu")
-
-
-@pytest.fixture(autouse=True)
-def fixed_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
 
 
 def recipe(
