@@ -136,8 +136,11 @@ def run_validate(
 
     w = _as_int(width, "width", errors)
     h = _as_int(height, "height", errors)
-    w = w if w is not None else (preset.width if preset and preset.width else profile.native_width)
-    h = h if h is not None else (preset.height if preset and preset.height else profile.native_height)
+    # A preset's size, steps and guidance are made for its own model: another model asked for
+    # explicitly gets its own defaults.
+    recipe = preset if preset and preset.model_profile in ("", profile.name) else None
+    w = w if w is not None else (recipe.width if recipe and recipe.width else profile.native_width)
+    h = h if h is not None else (recipe.height if recipe and recipe.height else profile.native_height)
     if "width" not in errors:
         _check_size(profile, "width", w, errors)
     if "height" not in errors:
@@ -145,7 +148,7 @@ def run_validate(
 
     n_steps = _as_int(steps, "steps", errors)
     if n_steps is None:
-        n_steps = preset.steps if preset and preset.steps else profile.default_steps
+        n_steps = recipe.steps if recipe and recipe.steps else profile.default_steps
     if "steps" not in errors and not 1 <= n_steps <= profile.max_steps:
         errors["steps"] = f"steps must be between 1 and {profile.max_steps} for {profile.name}, not {n_steps}."
 
@@ -156,7 +159,7 @@ def run_validate(
 
     g = _as_float(guidance, "guidance", errors)
     if g is None:
-        g = preset.guidance if preset and preset.guidance is not None else profile.default_guidance
+        g = recipe.guidance if recipe and recipe.guidance is not None else profile.default_guidance
     if "guidance" not in errors and not 0.0 <= g <= profile.max_guidance:
         errors["guidance"] = f"guidance must be between 0 and {profile.max_guidance} for {profile.name}, not {g}."
 
