@@ -72,9 +72,10 @@ def assert_made_exactly_once(run: GenerationRun) -> None:
     assert run.status == Status.SUCCEEDED, run.error
     candidates = list(run.candidates.order_by("index"))
     assert [(c.index, c.seed) for c in candidates] == [(i, run.base_seed + i) for i in range(run.count)]
-    for candidate in candidates:
-        assert candidate.image.storage.exists(candidate.image.name), candidate.image.name
-    assert [path.name for path in run_files(run)] == sorted(Path(c.image.name).name for c in candidates)
+    names = [str(c.image.name) for c in candidates]
+    for candidate, name in zip(candidates, names, strict=True):
+        assert candidate.image.storage.exists(name), name
+    assert [path.name for path in run_files(run)] == sorted(Path(name).name for name in names)
 
 
 def test_two_clusters_make_twenty_runs_each_claimed_by_one_worker_exactly_once(start_worker, article) -> None:
