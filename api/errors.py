@@ -17,6 +17,7 @@ from typing import Any
 from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseNotAllowed
+from django.views.decorators.csrf import csrf_exempt
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as RequestValidationError
@@ -133,6 +134,7 @@ def install_handlers(api: NinjaAPI) -> None:
         api.add_exception_handler(exc_class, handler)
 
 
+@csrf_exempt  # a POST to a wrong path is a 404 like any other, not the CSRF middleware's HTML 403
 def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """Any path under /api/ that no route matches, including malformed ids (``/runs/abc``)."""
     return json_error(ApiError.field(404, "path", f"no API route matches {request.path}; see /api/v1/docs."))

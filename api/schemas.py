@@ -25,14 +25,19 @@ class Input(Schema):
 
 
 class ArticleIn(Input):
-    slug: str = Field(..., description="Identifies the article; an existing slug is updated.")
-    title: str
+    slug: str = Field(
+        ...,
+        max_length=200,
+        pattern=r"^[-a-zA-Z0-9_]+$",
+        description="Identifies the article; an existing slug is updated.",
+    )
+    title: str = Field(..., min_length=1, max_length=300)
     summary: str | None = None
     content_type: Literal["technical", "tutorial", "personal", "quick_tip"] | None = Field(
         None, description="Defaults to technical for a new article."
     )
-    tone: str | None = None
-    series: str | None = Field(None, description="The series' name; articles of a series share a look.")
+    tone: str | None = Field(None, max_length=100)
+    series: str | None = Field(None, max_length=200, description="The series' name; articles of a series share a look.")
 
 
 class HeroOut(Schema):

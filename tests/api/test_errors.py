@@ -32,6 +32,12 @@ def test_unknown_paths_answer_json_404_even_without_a_token(client) -> None:
     assert_error(client.get("/api/v1/nothing-here"), 404, "path")
 
 
+def test_a_post_to_a_malformed_id_is_a_json_404_not_a_csrf_page(api) -> None:
+    api.client = type(api.client)(enforce_csrf_checks=True)
+    assert_error(api.post("/api/v1/runs/null,null/cancel"), 404, "path")
+    assert_error(api.post("/api/v1/candidates/x/publish", {"alt_text": "A"}), 404, "path")
+
+
 @pytest.mark.parametrize("pk", [0, 99999, 2**63, 10**30])
 def test_ids_that_match_nothing_answer_json_404_naming_the_id(api, pk) -> None:
     for path in (f"/api/v1/runs/{pk}", f"/api/v1/candidates/{pk}", f"/api/v1/candidates/{pk}/image"):

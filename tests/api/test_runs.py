@@ -27,7 +27,7 @@ def test_the_magic_wand_queues_a_run_and_answers_202(api, article) -> None:
     assert body["prompt"] == run.prompt and run.prompt_source == "template"
     assert body["progress"] == {"step": 0, "total": run.steps}
     assert body["candidates"] == [] and body["parent"] is None
-    assert run.requested_by.username == "pipeline"
+    assert run.requested_by is not None and run.requested_by.username == "pipeline"
     assert queued() == (1, 1)  # one run, one task on the GPU queue
 
 
@@ -43,7 +43,7 @@ def test_a_typed_recipe_is_used_as_given(api, article) -> None:
 def test_a_preset_or_style_is_named_by_slug(api, article) -> None:
     response = api.post(f"/api/v1/articles/{article.slug}/runs", {"style": "minimal", **SMALL})
     assert response.status_code == 202, response.content
-    assert GenerationRun.objects.get().preset.slug == "minimal"
+    assert GenerationRun.objects.values_list("preset__slug", flat=True).get() == "minimal"
 
 
 @pytest.mark.parametrize(
@@ -157,7 +157,8 @@ def test_regenerate_may_change_the_recipe(api, article) -> None:
     payload = {"mode": "new_seeds", "prompt": "Fog", "count": 1, "steps": 3, "guidance": 2.0, "preset": "minimal"}
     body = api.post(f"/api/v1/runs/{candidate.run_id}/regenerate", payload).json()
     run = GenerationRun.objects.get(pk=body["id"])
-    assert (run.prompt, run.count, run.steps, run.guidance, run.preset.slug) == ("Fog", 1, 3, 2.0, "minimal")
+    assert (run.prompt, run.count, run.steps, run.guidance) == ("Fog", 1, 3, 2.0)
+    assert run.preset is not None and run.preset.slug == "minimal"
 
 
 @pytest.mark.parametrize(
