@@ -80,6 +80,6 @@ def test_article_to_published_hero_through_the_api(start_worker, token) -> None:
 
     hero = api.get("/api/v1/articles/api-trip").json()["hero"]
     assert hero == {"candidate": big.pk, "urls": urls}
-    hero_jpeg = api.client.get(urls["hero.jpg"].removeprefix("http://testserver"))
+    hero_jpeg: Any = api.client.get(urls["hero.jpg"].removeprefix("http://testserver"))
     assert hero_jpeg.status_code == 200
     assert Image.open(io.BytesIO(b"".join(hero_jpeg.streaming_content))).size == tuple(settings.HOFFDESK_HERO_SIZE)
