@@ -32,7 +32,7 @@ class LocalSwagger(DocsBase):
         settings = {"url": self.get_openapi_url(api, kwargs), "layout": "BaseLayout", "deepLinking": True}
 
         def asset(name: str) -> str:
-            return escape(reverse("api-docs-asset", args=[name]))
+            return escape(reverse("api:docs_asset", args=[name]))
 
         page = f"""<!DOCTYPE html>
 <html lang="en">

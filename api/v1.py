@@ -22,7 +22,7 @@ api = NinjaAPI(
     ),
     auth=BearerToken(),
     docs=LocalSwagger(),
-    urls_namespace="api-v1",
+    urls_namespace="api:api-v1",  # included under the "api" namespace (api/urls.py)
 )
 install_handlers(api)
 api.add_router("", articles.router)

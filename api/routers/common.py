@@ -17,7 +17,7 @@ from generation.models import Candidate, GenerationRun
 M = TypeVar("M", bound=Model)
 
 MAX_ID = 2**63 - 1
-API_NAMESPACE = "api-v1"
+API_NAMESPACE = "api:api-v1"
 
 
 def errors(*statuses: int) -> dict[int, type[Error]]:
