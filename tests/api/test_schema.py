@@ -65,7 +65,15 @@ def targets(article) -> dict[str, Any]:  # type: ignore[no-untyped-def]
 
 
 @schema.parametrize()
-@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+# derandomize: the same cases on every run, so the suite cannot turn red by chance (raise
+# MAX_EXAMPLES or drop it locally to explore); database=None: no .hypothesis folder written.
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 def test_no_request_gets_a_5xx_or_a_response_outside_the_schema(case, token, targets) -> None:  # type: ignore[no-untyped-def]
     if case.path_parameters and next(_alternate) % 2:
         if "slug" in case.path_parameters:
