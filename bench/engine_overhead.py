@@ -3,7 +3,7 @@
 For tiny-sd at 512x512, 8 steps, 4 candidates it prints, as medians over interleaved rounds:
 the bare pipeline call (diffusers in this process, same weights folder and thread count), the
 time from enqueue to ``succeeded`` through a real ``qcluster`` worker (claim, progress,
-PNG encoding with provenance, storage, rows), their ratio (target <= 1.10), and the model load
+PNG encoding with provenance, storage, rows), their ratio (target <= 1.05), and the model load
 time of the second run through the worker (0.0 when the warm cache works).
 
 Usage: .venv/bin/python bench/engine_overhead.py [--rounds N] [--threads N]
@@ -28,6 +28,8 @@ sys.path.insert(0, str(ROOT))
 WIDTH = HEIGHT = 512
 STEPS = 8
 COUNT = 4
+# Worker time over bare pipeline time (issue 8).
+TARGET = 1.05
 
 
 def main() -> int:
@@ -97,7 +99,7 @@ def main() -> int:
         # is taken from the run's own clock marks (queued_at is set before the enqueue, finished_at
         # in the transaction that marks it succeeded), so the poll interval does not count.
         while not finished.exists():
-            time.sleep(0.1)
+            time.sleep(0.5)
         run.refresh_from_db()
         assert run.finished_at is not None
         run.elapsed = (run.finished_at - run.queued_at).total_seconds()  # type: ignore[attr-defined]
@@ -134,7 +136,7 @@ def main() -> int:
     worker_median = statistics.median(worker_times)
     ratio = worker_median / bare_median
     median = statistics.median
-    met = "met" if ratio <= 1.10 else "NOT met"
+    met = "met" if ratio <= TARGET else "NOT met"
     cached = "cache works" if second.load_seconds == 0 else "CACHE MISSED"
     lines = [
         f"profile tiny-sd, {WIDTH}x{HEIGHT}, {STEPS} steps, {COUNT} candidates, "
@@ -143,14 +145,14 @@ def main() -> int:
         f"(min {min(bare_times):.3f}, max {max(bare_times):.3f})",
         f"enqueue -> succeeded via worker (median): {worker_median:.3f} s "
         f"(min {min(worker_times):.3f}, max {max(worker_times):.3f})",
-        f"ratio worker / bare:                      {ratio:.3f} (target <= 1.10: {met})",
+        f"ratio worker / bare:                      {ratio:.3f} (target <= {TARGET}: {met})",
         f"  of which: queue wait {median(waits):.3f} s, pipeline call in the worker {median(inferences):.3f} s, "
         f"claim + PNG encoding + storage + rows {median(afters):.3f} s",
         f"model load, first run via worker:         {first.load_seconds:.3f} s",
         f"model load, second run via worker:        {second.load_seconds:.3f} s ({cached})",
     ]
     print("\n".join(lines))
-    return 0 if ratio <= 1.10 and second.load_seconds == 0 else 1
+    return 0 if ratio <= TARGET and second.load_seconds == 0 else 1
 
 
 if __name__ == "__main__":

@@ -294,10 +294,6 @@ class GenerationRun(models.Model):
         when the run is no longer running in this attempt."""
         return GenerationRun.objects.filter(self.live_attempt()).update(heartbeat_at=Now()) == 1
 
-    def is_wanted(self) -> bool:
-        """Read: should this attempt go on (live, not asked to cancel)?"""
-        return GenerationRun.objects.filter(self.wanted_attempt()).exists()
-
     def succeed(self, load_seconds: float, gpu_seconds: float) -> bool:
         return self._transition(
             self.wanted_attempt(),
