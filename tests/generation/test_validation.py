@@ -50,7 +50,7 @@ def assert_nothing_queued() -> None:
 def test_run_submit_refuses_bad_input_naming_the_field(
     article, django_capture_on_commit_callbacks, kwargs, field, message
 ) -> None:
-    kwargs = {"prompt": "a fox", **kwargs}
+    kwargs = {"prompt": "a fox", "model": "tiny-sd", **kwargs}
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(ValidationError) as caught:
         run_submit(article=article, **kwargs)
     assert message in " ".join(caught.value.message_dict[field])

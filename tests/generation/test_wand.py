@@ -69,7 +69,8 @@ def test_the_run_card_says_stand_in_plainly(editor_client, article) -> None:
 )
 def test_an_image_style_picks_its_own_preset(article, style, model, words) -> None:
     run = article_wand(article=article, style=style)
-    assert run.preset.slug == style and run.model_profile == model and words in run.prompt
+    assert run.preset is not None and run.preset.slug == style
+    assert run.model_profile == model and words in run.prompt
 
 
 def test_an_unknown_style_is_refused_naming_the_field_and_queues_nothing(article) -> None:
@@ -132,8 +133,10 @@ def test_the_first_approved_hero_of_a_series_sets_its_look(editor) -> None:
     hero.approve(by=editor)
     article_set_hero(article=one, candidate=hero, by=editor)
     series = Series.objects.get(name="field notes")
+    assert series.preset is not None
     assert (series.seed, series.preset.slug, series.look_locked) == (hero.seed, "minimal", True)
     later = article_wand(article=new_article("field-notes-2", series="field notes"))
+    assert later.preset is not None
     assert later.base_seed == hero.seed and later.preset.slug == "minimal"
 
 
