@@ -115,3 +115,15 @@ def test_revoking_in_the_admin_turns_the_token_away(admin_client, api, token) ->
     row.refresh_from_db()
     assert row.revoked_at is not None
     assert_error(api.get(URL), 401, "Authorization")
+
+
+def test_every_operation_in_the_schema_answers_401_without_a_token(client) -> None:
+    """Walks the schema, so a new operation that forgets the token fails here (the URL walk of
+    tests/gallery/test_access.py leaves the api namespace to this module)."""
+    schema = client.get("/api/v1/openapi.json").json()
+    for path, operations in schema["paths"].items():
+        url = path.replace("{slug}", "some-slug").replace("{pk}", "1")
+        for method, operation in operations.items():
+            assert operation["security"] == [{"BearerToken": []}], (method, path)
+            response = getattr(client, method)(url, content_type="application/json")
+            assert_error(response, 401, "Authorization")
