@@ -13,5 +13,11 @@ def engine_notice(request: HttpRequest) -> dict[str, Any]:
     only when a page shows it) when no GPU worker has been seen for a minute."""
     from generation.health import gpu_worker_silent
 
+    from generation.demo import demo_mode
+
     profile = get_profile(settings.HOFFDESK_DEFAULT_MODEL)
-    return {"default_profile": profile, "demo_mode": profile.tiny, "gpu_worker_silent": gpu_worker_silent}
+    return {
+        "default_profile": profile,
+        "demo_mode": lambda: profile.tiny or demo_mode(),  # a few stat calls, only when a page asks
+        "gpu_worker_silent": gpu_worker_silent,
+    }
