@@ -65,7 +65,7 @@ def test_a_template_with_an_unknown_placeholder_cannot_be_saved(admin_client) ->
 
 
 def test_editing_a_template_makes_a_new_version_and_leaves_old_runs_unchanged(admin_client, article) -> None:
-    old = PromptTemplate.objects.filter(name="hero").order_by("-version").first()
+    old = PromptTemplate.objects.filter(name="hero").latest("version")
     run = run_submit(article=article, model="tiny-sd")
     assert run.prompt_template == old
     old_prompt, old_text = run.prompt, old.text
@@ -77,7 +77,7 @@ def test_editing_a_template_makes_a_new_version_and_leaves_old_runs_unchanged(ad
     old.refresh_from_db()
     run.refresh_from_db()
     assert old.text == old_text and run.prompt == old_prompt and run.prompt_template == old
-    newest = PromptTemplate.objects.filter(name="hero").order_by("-version").first()
+    newest = PromptTemplate.objects.filter(name="hero").latest("version")
     assert newest.version == old.version + 1 and newest.text == "Cover art: {title}. {style}"
     assert run_submit(article=article, model="tiny-sd").prompt.startswith(f"Cover art: {article.title}.")
 
@@ -85,7 +85,7 @@ def test_editing_a_template_makes_a_new_version_and_leaves_old_runs_unchanged(ad
 def test_the_preview_renders_a_template_against_a_chosen_article_and_flags_a_long_prompt(admin_client) -> None:
     Article.objects.create(slug="short", title="Short title", content_type="quick_tip")
     Article.objects.create(slug="long", title="word " * 120, content_type="quick_tip")
-    template = PromptTemplate.objects.filter(name="hero").order_by("-version").first()
+    template = PromptTemplate.objects.filter(name="hero").latest("version")
     page = admin_client.get(f"/admin/generation/prompttemplate/{template.pk}/preview/?article=short").content.decode()
     assert "Hero image for a blog article titled &quot;Short title&quot;" in page
     assert 'id="prompt-ok"' in page
