@@ -60,7 +60,7 @@ def test_fresh_install_wand_on_a_tutorial_asks_for_sdxl_turbo_and_runs_on_tiny_s
 def test_the_run_card_says_stand_in_plainly(editor_client, article) -> None:
     article_wand(article=article)
     page = editor_client.get(article.get_absolute_url()).content.decode()
-    assert "demo stand-in: ran on tiny-flux" in page
+    assert "demo stand-in: runs on tiny-flux" in page
 
 
 @pytest.mark.parametrize(
