@@ -33,7 +33,7 @@ from gallery.publishing import (
     publication_unpublish,
 )
 from gallery.services import ReviewConflict, article_set_hero, candidate_review
-from generation.models import Candidate, GenerationRun, ReviewEvent
+from generation.models import Candidate, GenerationRun, RequestedVia, ReviewEvent
 from generation.services import run_cancel as cancel_run
 from generation.services import run_regenerate, run_submit
 from generation.thumbnails import THUMBNAIL_WIDTHS, NoSuchThumbnailWidth, thumbnail_ensure
@@ -229,7 +229,9 @@ def run_create(request: HttpRequest, slug: str) -> HttpResponse:
     form = GenerateForm(request.POST)
     if form.is_valid():
         try:
-            run_submit(article=article, requested_by=request.user, **form.cleaned_data)
+            run_submit(
+                article=article, requested_by=request.user, requested_via=RequestedVia.DASHBOARD, **form.cleaned_data
+            )
         except ValidationError as exc:
             _show_errors(form, exc)
         else:
@@ -248,7 +250,12 @@ def article_wand_view(request: HtmxHttpRequest, slug: str) -> HttpResponse:
     try:
         if not form.is_valid():
             raise ValidationError({f: [str(e) for e in errs] for f, errs in form.errors.items()})
-        run = article_wand(article=article, requested_by=request.user, style=form.cleaned_data["style"] or None)
+        run = article_wand(
+            article=article,
+            requested_by=request.user,
+            style=form.cleaned_data["style"] or None,
+            requested_via=RequestedVia.DASHBOARD,
+        )
     except ValidationError as exc:
         problems = [m for messages_ in exc.message_dict.values() for m in messages_]
         if request.htmx:

@@ -11,9 +11,8 @@ from generation.profiles import get_profile
 def engine_notice(request: HttpRequest) -> dict[str, Any]:
     """Tells every page plainly when images come from a random-weight demo model, and (one query,
     only when a page shows it) when no GPU worker has been seen for a minute."""
-    from generation.health import gpu_worker_silent
-
     from generation.demo import demo_mode
+    from generation.health import gpu_worker_silent
 
     profile = get_profile(settings.HOFFDESK_DEFAULT_MODEL)
     return {

@@ -100,6 +100,15 @@ class RegenerateMode(models.TextChoices):
         return str(self.label).split(":")[0]
 
 
+class RequestedVia(models.TextChoices):
+    DASHBOARD = "dashboard", "Dashboard"
+    CLI = "cli", "Command line"
+    API = "api", "JSON API"
+    A1111 = "a1111", "AUTOMATIC1111 API"
+    OPENAI = "openai", "OpenAI Images API"
+    FILED = "filed", "Filed from the Inbox"
+
+
 def worker_identity() -> str:
     import os
 
@@ -130,7 +139,9 @@ class GenerationRun(models.Model):
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 
-    article = models.ForeignKey("gallery.Article", on_delete=models.CASCADE, related_name="runs")
+    # None: a run made through an image API (AUTOMATIC1111, OpenAI) with no article; it is
+    # listed in the Inbox until an editor files its candidates to an article.
+    article = models.ForeignKey("gallery.Article", null=True, blank=True, on_delete=models.CASCADE, related_name="runs")
     preset = models.ForeignKey(StylePreset, null=True, blank=True, on_delete=models.SET_NULL)
     prompt_template = models.ForeignKey(PromptTemplate, null=True, blank=True, on_delete=models.SET_NULL)
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
@@ -165,6 +176,15 @@ class GenerationRun(models.Model):
     variation_strength = models.FloatField(default=0.0)
     regenerate_mode = models.CharField(
         max_length=20, blank=True, choices=RegenerateMode.choices, help_text="How a regeneration was asked for."
+    )
+    requested_via = models.CharField(
+        max_length=12, blank=True, choices=RequestedVia.choices, help_text="Which door the request came through."
+    )
+    api_token = models.ForeignKey(
+        "api.ApiToken", null=True, blank=True, on_delete=models.SET_NULL, related_name="runs", help_text="Which token."
+    )
+    client_fields = models.JSONField(
+        default=dict, blank=True, help_text="What the client sent that is recorded but not used (sampler, user...)."
     )
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)

@@ -247,6 +247,9 @@ def run_submit(
     prompt_source: str = "",
     prompt_template: PromptTemplate | None = None,
     prompt_note: str = "",
+    requested_via: str = "",
+    api_token: Any = None,
+    client_fields: dict[str, Any] | None = None,
 ) -> GenerationRun:
     """Validate, create the run and queue it once the transaction commits.
 
@@ -254,8 +257,12 @@ def run_submit(
     ``prompt_source``, ``prompt_template`` and ``prompt_note`` record where a given prompt came
     from (the Magic Wand passes them).
     """
-    preset = preset or preset_for_article(article=article)
+    preset = preset or (preset_for_article(article=article) if article is not None else None)
     template = prompt_template
+    if not prompt and article is None:
+        raise ValidationError(
+            {"prompt": "prompt must not be empty (a run without an article has nothing to build one from)."}
+        )
     if not prompt:
         prompt, template = prompt_for_article(article=article, preset=preset)
         prompt_source = "template"
@@ -289,12 +296,16 @@ def run_submit(
             regenerate_mode=regenerate_mode,
             prompt_source=prompt_source,
             prompt_note=prompt_note,
+            requested_via=requested_via,
+            api_token=api_token,
+            client_fields=client_fields or {},
             requested_by=user,
             progress_total=params.steps,
             **params.__dict__,
         )
-        # "Recently updated" on the article list means recently worked on.
-        type(article).objects.filter(pk=article.pk).update(updated_at=timezone.now())
+        if article is not None:
+            # "Recently updated" on the article list means recently worked on.
+            type(article).objects.filter(pk=article.pk).update(updated_at=timezone.now())
         run_enqueue(run=run)
     return run
 

@@ -91,6 +91,8 @@ def article_wand(
     height: Any = None,
     steps: Any = None,
     guidance: Any = None,
+    requested_via: str = "",
+    api_token: Any = None,
 ) -> GenerationRun:
     """Queue a hero run for ``article``; a given ``prompt`` is used as typed, the rest of the
     Magic Wand (preset, series seed) still applies. Bad input raises ``ValidationError`` naming
@@ -118,6 +120,8 @@ def article_wand(
         prompt_source=source,
         prompt_template=template,
         prompt_note=note,
+        requested_via=requested_via,
+        api_token=api_token,
     )
     if series is not None and series.seed is None:
         # The series' first run sets its look until an approved hero (or an editor) locks one.

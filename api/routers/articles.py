@@ -13,6 +13,7 @@ from api.routers.common import article_json, errors, get_or_404, run_json
 from api.schemas import ArticleIn, ArticleOut, RunIn, RunOut
 from gallery.models import Article
 from gallery.services import ImportInvalid, articles_import
+from generation.models import RequestedVia
 from generation.services import QueueLimitReached
 from generation.wand import article_wand
 
@@ -45,7 +46,13 @@ def run_create(request: HttpRequest, slug: str, payload: RunIn) -> Status[dict[s
     """Queue a run; without a prompt it is the Magic Wand (the article's preset, series look, prompt)."""
     article = get_or_404(Article.objects.all(), "slug", slug, "article")
     try:
-        run = article_wand(article=article, requested_by=request.user, **payload.model_dump())
+        run = article_wand(
+            article=article,
+            requested_by=request.user,
+            requested_via=RequestedVia.API,
+            api_token=getattr(request, "auth", None),
+            **payload.model_dump(),
+        )
     except QueueLimitReached as exc:
         raise from_validation_error(exc, status=429) from None
     except ValidationError as exc:

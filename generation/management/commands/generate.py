@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from gallery.models import Article
-from generation.models import GenerationRun
+from generation.models import GenerationRun, RequestedVia
 from generation.services import run_submit
 
 EXIT_INVALID = 2
@@ -91,6 +91,7 @@ class Command(BaseCommand):
                 height=options["height"],
                 steps=options["steps"],
                 guidance=options["guidance"],
+                requested_via=RequestedVia.CLI,
             )
         except ValidationError as exc:
             lines = [f"--{field}: {msg}" for field, msgs in exc.message_dict.items() for msg in msgs]

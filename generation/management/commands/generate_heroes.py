@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Exists, OuterRef, QuerySet
 
 from gallery.models import Article
-from generation.models import GenerationRun
+from generation.models import GenerationRun, RequestedVia
 from generation.wand import article_wand
 
 ACTIVE = (GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING)
@@ -56,7 +56,9 @@ class Command(BaseCommand):
         refused: list[tuple[str, str]] = []
         for article in tqdm(articles, desc="queueing", unit="article", file=self.stderr._out):
             try:
-                run = article_wand(article=article, style=options["style"], count=options["count"])
+                run = article_wand(
+                    article=article, style=options["style"], count=options["count"], requested_via=RequestedVia.CLI
+                )
             except ValidationError as exc:
                 reason = "; ".join(f"{f}: {' '.join(m)}" for f, m in exc.message_dict.items())
                 refused.append((article.slug, reason))
