@@ -463,6 +463,7 @@ class ReviewEvent(models.Model):
         REJECT = "reject", "Rejected"
         UNDO = "undo", "Undid the decision"
         HERO = "hero", "Made it the hero"
+        FILE = "file", "Filed it to an article"
 
     candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="events")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
