@@ -4,15 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('generation', '0009_run_without_article_and_requester'),
+        ("generation", "0009_run_without_article_and_requester"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='reviewevent',
-            name='action',
-            field=models.CharField(choices=[('approve', 'Approved'), ('reject', 'Rejected'), ('undo', 'Undid the decision'), ('hero', 'Made it the hero'), ('file', 'Filed it to an article')], max_length=10),
+            model_name="reviewevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("approve", "Approved"),
+                    ("reject", "Rejected"),
+                    ("undo", "Undid the decision"),
+                    ("hero", "Made it the hero"),
+                    ("file", "Filed it to an article"),
+                ],
+                max_length=10,
+            ),
         ),
     ]
