@@ -288,11 +288,11 @@ def restart_postgres() -> None:
     )
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="restarts a PostgreSQL server (scripts/test-postgres.sh)")
 @pytest.mark.skipif(
     "HOFFDESK_TEST_PG_CTL" not in os.environ,
     reason="needs the server's pg_ctl and data folder (HOFFDESK_TEST_PG_*, exported by scripts/test-postgres.sh)",
 )
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="restarts a PostgreSQL server (scripts/test-postgres.sh)")
 def test_the_database_restarted_under_a_running_worker_the_run_still_succeeds_once(start_worker, article) -> None:
     worker = start_worker()
     run = run_submit(article=article, model="tiny-sd", seed=800, count=2, width=128, height=128, steps=60)
