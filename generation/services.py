@@ -442,10 +442,9 @@ def gpu_queue_name() -> str:
 
 def run_cancel(*, run: GenerationRun) -> bool:
     """Cancel a queued run at once or ask a running one to stop; False when already finished."""
-    cancelled = run.request_cancel()
-    if cancelled and run.status == GenerationRun.Status.CANCELLED:
-        run_discard_files(run=run)
-    return cancelled
+    from generation.recovery import run_cancel_and_discard  # recovery imports this module
+
+    return run_cancel_and_discard(run=run)
 
 
 def run_discard_files(*, run: GenerationRun) -> None:
