@@ -15,7 +15,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
     list_display = ["prefix", "user", "name", "created_at", "last_used_at", "revoked_at"]
     list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
     search_fields = ["prefix", "name", "user__username"]
-    fields = ["user", "name", "prefix", "created_at", "last_used_at", "revoked_at"]
+    fields = ["user", "name", "prefix", "default_model", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = ["user", "prefix", "created_at", "last_used_at", "revoked_at"]
     actions = ["revoke"]
 

@@ -42,6 +42,11 @@ class ApiToken(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # AUTOMATIC1111 clients pick "the" model with POST /sdapi/v1/options (sd_model_checkpoint): it
+    # is kept per token, so one client's choice never changes another's. Blank: the site default.
+    default_model = models.CharField(
+        max_length=40, blank=True, help_text="Model profile for this token's AUTOMATIC1111 requests."
+    )
 
     objects = ApiTokenQuerySet.as_manager()
 

@@ -117,7 +117,7 @@ class RunCandidateOut(Schema):
 
 class RunOut(Schema):
     id: int
-    article: str = Field(..., description="The article's slug.")
+    article: str | None = Field(..., description="The article's slug; null for an image-API run in the Inbox.")
     status: str = Field(..., description="queued, running, succeeded, failed or cancelled.")
     progress: Progress
     error: str
@@ -170,7 +170,7 @@ class PublicationOut(Schema):
 class CandidateOut(Schema):
     id: int
     run: int
-    article: str
+    article: str | None = Field(..., description="The article's slug; null while its run is in the Inbox.")
     seed: int
     status: str = Field(..., description="Review state: pending, approved, rejected, published, unpublished.")
     image_url: str

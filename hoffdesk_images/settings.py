@@ -453,6 +453,8 @@ HOFFDESK_HEARTBEAT_INTERVAL = envfloat("HOFFDESK_HEARTBEAT_INTERVAL", 10.0, mini
 HOFFDESK_STALE_AFTER = envfloat("HOFFDESK_STALE_AFTER", 120.0, minimum=1.0)
 # One account cannot fill the GPU queue: at most this many of its runs queued or running (0: no limit).
 HOFFDESK_USER_QUEUE_LIMIT = envint("HOFFDESK_USER_QUEUE_LIMIT", 10, minimum=0)
+# The AUTOMATIC1111 and OpenAI image APIs wait this long (seconds) for a run, then answer 504; the run goes on.
+HOFFDESK_IMAGE_API_WAIT = envfloat("HOFFDESK_IMAGE_API_WAIT", 300.0, minimum=1.0)
 # torch threads in the worker; 0 keeps torch's default. Fix it for byte-identical CPU output.
 HOFFDESK_TORCH_THREADS = envint("HOFFDESK_TORCH_THREADS", 0, minimum=0)
 

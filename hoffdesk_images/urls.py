@@ -11,7 +11,7 @@ from hoffdesk_images import views
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", views.healthz, name="healthz"),
-    path("api/", include("api.urls")),  # /api/v1/ and JSON 404s for anything else under /api/
+    path("", include("api.urls")),  # /api/v1/, /sdapi/v1/, /v1/ (image APIs), each with JSON 404s
     path("login/", auth_views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("", include("gallery.urls")),

@@ -79,7 +79,7 @@ def run_json(request: HttpRequest, run: GenerationRun) -> dict[str, Any]:
     ]
     return {
         "id": run.pk,
-        "article": run.article.slug,
+        "article": run.article.slug if run.article else None,  # None: an image-API run in the Inbox
         "status": run.status,
         "progress": {"step": run.progress_step, "total": run.progress_total},
         "error": run.error,
@@ -117,7 +117,7 @@ def candidate_json(request: HttpRequest, candidate: Candidate) -> dict[str, Any]
     return {
         "id": candidate.pk,
         "run": candidate.run_id,
-        "article": candidate.run.article.slug,
+        "article": candidate.run.article.slug if candidate.run.article else None,
         "seed": candidate.seed,
         "status": candidate.review_status,
         "image_url": image_url(request, candidate.pk),
