@@ -392,9 +392,9 @@ def seed(articles_wanted: int, candidates_wanted: int) -> Seeded:
         raise BenchError("bulk_create did not return primary keys on this database")
     heroes: dict[int, Any] = {}
     for candidate in candidates:
-        article = candidate.run.article
-        if candidate.review_status == "approved" and article.pk not in heroes:
-            heroes[article.pk] = candidate
+        owner = candidate.run.article
+        if candidate.review_status == "approved" and owner is not None and owner.pk not in heroes:
+            heroes[owner.pk] = candidate
     with_hero = []
     for article in articles:
         hero = heroes.get(article.pk)

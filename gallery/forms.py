@@ -4,6 +4,7 @@ from typing import Any
 
 from django import forms
 
+from gallery.models import Article
 from generation.models import Candidate, GenerationRun, StylePreset
 from generation.profiles import MAX_SEED, profile_choices
 from generation.services import CANDIDATE_ONLY_MODES, RegenerateMode
@@ -101,3 +102,16 @@ class PublishForm(forms.Form):
     )
     focal_x = forms.FloatField(min_value=0, max_value=1, initial=0.5, widget=forms.HiddenInput)
     focal_y = forms.FloatField(min_value=0, max_value=1, initial=0.5, widget=forms.HiddenInput)
+
+
+class FileForm(forms.Form):
+    """Which article an Inbox candidate is filed to: its slug, typed or picked from a list."""
+
+    article = forms.ModelChoiceField(
+        queryset=Article.objects.all(),
+        to_field_name="slug",
+        label="Article",
+        help_text="Type to search the newest articles, or type any article's slug.",
+        error_messages={"invalid_choice": "No article has that slug: pick one from the list."},
+        widget=forms.TextInput(attrs={"list": "articles-to-file-to", "autocomplete": "off", "placeholder": "slug"}),
+    )

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from gallery.models import Article, Publication
 from gallery.renditions import Rendition, TooSmall, renditions_make, suggested_generation_size
-from gallery.services import series_lock_from_hero
+from gallery.services import NOT_FILED, series_lock_from_hero
 from generation.models import Candidate
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ def alt_text_suggestion(candidate: Candidate) -> str:
     """A starting point for the editor: the article and the gist of the prompt."""
     run = candidate.run
     gist = run.prompt.split(". ")[0].strip().rstrip(".")
+    if run.article is None:  # an Inbox image: the prompt is all there is
+        return f"AI-generated illustration: {gist}"[:MAX_ALT_TEXT]
     text = f"AI-generated illustration for “{run.article.title}”"
     if gist and run.article.title not in gist:
         text += f": {gist}"
@@ -68,14 +70,18 @@ def publication_request(*, candidate: Candidate, by: Any, alt_text: str, focal: 
                 *suggested_generation_size((hero_w, hero_h))
             )
         )
+    article = candidate.run.article
+    if article is None:
+        errors["candidate"] = NOT_FILED
     if errors:
         raise ValidationError(errors)
+    assert article is not None
     with transaction.atomic():
         running = Publication.objects.filter(candidate=candidate, status=Publication.Status.PUBLISHING).first()
         if running is not None:
             return running
         publication = Publication.objects.create(
-            article=candidate.run.article,
+            article=article,
             candidate=candidate,
             alt_text=alt_text,
             focal_x=focal[0],

@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from gallery.models import Article, Series
-from generation.models import Candidate, GenerationRun, ReviewEvent
+from generation.models import Candidate, GenerationRun, RequestedVia, ReviewEvent
 
 IMPORT_FIELDS = ("slug", "title", "summary", "content_type", "tone", "series")
 
@@ -80,6 +80,11 @@ def articles_import(*, records: Any) -> ImportReport:
     return report
 
 
+NOT_FILED = (
+    "This image is in the Inbox: file it to an article first, then it can be that article's hero or be published."
+)
+
+
 class ReviewConflict(Exception):
     """Another editor decided first; ``candidate`` holds the state they left."""
 
@@ -134,6 +139,8 @@ def _conflict_message(candidate: Candidate, action: str) -> str:
 
 def article_set_hero(*, article: Article, candidate: Candidate, by: Any) -> ReviewEvent:
     """Make an approved candidate of this article its hero, recorded as an event."""
+    if candidate.run.article_id is None:
+        raise ValidationError({"candidate": NOT_FILED})
     if candidate.run.article_id != article.pk:
         raise ValidationError({"candidate": "That candidate belongs to another article."})
     with transaction.atomic():
@@ -169,3 +176,59 @@ def series_lock_from_hero(*, article: Article, candidate: Candidate) -> bool:
             seed=candidate.seed, preset_id=preset_id, look_locked=True
         )
     )
+
+
+# What a filed run copies from the Inbox run: the recipe, so the image's card tells the truth.
+FILED_RECIPE = (
+    "preset", "prompt_template", "model_profile", "engine_profile", "prompt", "prompt_source", "prompt_note",
+    "prompt_warning", "negative_prompt", "width", "height", "steps", "guidance", "attempts", "worker",
+    "started_at", "finished_at",
+)  # fmt: skip
+
+
+def candidate_file_to_article(*, candidate: Candidate, article: Article, by: Any) -> GenerationRun:
+    """Move a candidate of an Inbox run (one with no article) to ``article``, history kept.
+
+    In one transaction: a new succeeded run under the article with the Inbox run as ``parent``
+    (``requested_via="filed"``, the same recipe, ``count=1`` at the candidate's own seed), the
+    candidate moved to it as index 0, and a ``file`` event. Its earlier events stay, since they
+    point at the candidate. ``ValidationError`` names the field when the candidate is not in the
+    Inbox (or was filed meanwhile) or the article does not exist; then nothing is written.
+    """
+    source = candidate.run
+    if source.article_id is not None:
+        raise ValidationError({"candidate": "Only a candidate in the Inbox can be filed; this one has an article."})
+    if article.pk is None or not Article.objects.filter(pk=article.pk).exists():
+        raise ValidationError({"article": "No such article: pick one that exists."})
+    status = candidate.review_status
+    with transaction.atomic():
+        run = GenerationRun.objects.create(
+            article=article,
+            parent=source,
+            requested_by=by if getattr(by, "is_authenticated", False) else None,
+            requested_via=RequestedVia.FILED,
+            status=GenerationRun.Status.SUCCEEDED,
+            count=1,
+            base_seed=candidate.seed,
+            variation_seed=candidate.variation_seed,
+            variation_strength=source.variation_strength if candidate.variation_seed is not None else 0.0,
+            progress_step=source.steps,
+            progress_total=source.steps,
+            **{name: getattr(source, name) for name in FILED_RECIPE},
+        )
+        # Conditional on the candidate still being in that Inbox run: two editors filing it at
+        # once cannot both win, and the loser's new run is rolled back with the error.
+        moved = Candidate.objects.filter(pk=candidate.pk, run=source).update(run=run, index=0)
+        if moved != 1:
+            raise ValidationError({"candidate": "This candidate was filed meanwhile; nothing was changed."})
+        ReviewEvent.objects.create(
+            candidate=candidate,
+            actor=run.requested_by,
+            action=ReviewEvent.Action.FILE,
+            from_status=status,
+            to_status=status,
+            reason=f"from Inbox run {source.pk} to “{article.title}”"[:1000],
+        )
+        Article.objects.filter(pk=article.pk).update(updated_at=timezone.now())
+    candidate.refresh_from_db()
+    return run

@@ -23,7 +23,7 @@ def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def _actions(url: Any, pk: int, status: str, seed: int, csrf: str, is_hero: bool) -> str:
+def _actions(url: Any, pk: int, status: str, seed: int, csrf: str, is_hero: bool, in_inbox: bool) -> str:
     token = f'<input type="hidden" name="csrfmiddlewaretoken" value="{_e(csrf)}">'
     buttons = ""
     if status in ("pending", "rejected"):
@@ -37,9 +37,11 @@ def _actions(url: Any, pk: int, status: str, seed: int, csrf: str, is_hero: bool
     if status in ("approved", "rejected"):
         buttons += '<button name="action" value="undo" data-key="u">Undo</button>'
     hero = ""
-    if status == "approved":
+    if in_inbox:  # no article yet: no hero, no publishing; filing is the way to both
+        hero += f'<a class="button-link file" href="{_e(url.detail)}#file" data-testid="file-link">File to article…</a>'
+    elif status == "approved":
         hero += f'<a class="button-link" href="{_e(url.publish)}">Publish…</a>'
-    if status == "approved" and not is_hero:
+    if status == "approved" and not is_hero and not in_inbox:
         hero_url = _e(url.hero)
         hero += f'<form method="post" action="{hero_url}" hx-post="{hero_url}">{token}<button>Make hero</button></form>'
     review = _e(url.review)
@@ -52,9 +54,12 @@ def _actions(url: Any, pk: int, status: str, seed: int, csrf: str, is_hero: bool
     )
 
 
-def candidate_tile(candidate: Any, *, hero_id: int | None, can_act: bool, csrf: str, message: str = "") -> SafeString:
+def candidate_tile(
+    candidate: Any, *, hero_id: int | None, can_act: bool, csrf: str, message: str = "", in_inbox: bool = False
+) -> SafeString:
     """One candidate of the grid: thumbnail, seed, state, who decided, and (for editors) the
-    review form that ``gallery.views.candidate_decide`` answers with this same tile."""
+    review form that ``gallery.views.candidate_decide`` answers with this same tile. An Inbox
+    candidate (its run has no article) offers filing instead of hero and publish."""
     url = links(candidate)
     pk = int(candidate.pk)
     status = str(candidate.review_status)
@@ -67,7 +72,7 @@ def candidate_tile(candidate: Any, *, hero_id: int | None, can_act: bool, csrf: 
         who = f'<small class="who">by {_e(candidate.reviewed_by)} · {_e(when)}</small>'
     badge = '<span class="pill hero" data-testid="hero-badge">Hero</span> ' if is_hero else ""
     note = f'<p class="error" role="alert" data-testid="review-message">{_e(message)}</p>' if message else ""
-    actions = _actions(url, pk, status, candidate.seed, csrf, is_hero) if can_act else ""
+    actions = _actions(url, pk, status, candidate.seed, csrf, is_hero, in_inbox) if can_act else ""
     return mark_safe(
         f'<figure class="tile review-{_e(status)}{" is-hero" if is_hero else ""}" id="candidate-{pk}" tabindex="0" '
         f'data-candidate data-full-url="{detail}" data-regenerate-url="{_e(url.regenerate)}" '

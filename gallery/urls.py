@@ -7,6 +7,8 @@ from gallery import views
 app_name = "gallery"
 urlpatterns = [
     path("", views.article_list, name="article_list"),
+    path("inbox/", views.inbox, name="inbox"),
+    path("inbox/compare/", views.inbox_compare, name="inbox_compare"),
     path("articles/<slug:slug>/", views.article_detail, name="article_detail"),
     path("articles/<slug:slug>/generate/", views.run_create, name="run_create"),
     path("articles/<slug:slug>/wand/", views.article_wand_view, name="article_wand"),
@@ -26,6 +28,7 @@ urlpatterns = [
     path("candidates/<int:pk>/review/", views.candidate_decide, name="candidate_review"),
     path("candidates/<int:pk>/hero/", views.candidate_make_hero, name="candidate_hero"),
     path("candidates/<int:pk>/regenerate/", views.candidate_regenerate_view, name="candidate_regenerate"),
+    path("candidates/<int:pk>/file/", views.candidate_file, name="candidate_file"),
     path("candidates/<int:pk>/publish/", views.candidate_publish, name="candidate_publish"),
     path("publications/<int:pk>/", views.publication_card, name="publication_card"),
     path("publications/<int:pk>/retry/", views.publication_retry_view, name="publication_retry"),

@@ -23,7 +23,7 @@ from django_htmx.http import HttpResponseClientRefresh, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from gallery.access import editor_required, login_required_401
-from gallery.forms import GenerateForm, PublishForm, RegenerateForm, SeriesLookForm, WandForm
+from gallery.forms import FileForm, GenerateForm, PublishForm, RegenerateForm, SeriesLookForm, WandForm
 from gallery.models import Article, Publication, Series
 from gallery.publishing import (
     alt_text_suggestion,
@@ -32,7 +32,7 @@ from gallery.publishing import (
     publication_retry,
     publication_unpublish,
 )
-from gallery.services import ReviewConflict, article_set_hero, candidate_review
+from gallery.services import NOT_FILED, ReviewConflict, article_set_hero, candidate_file_to_article, candidate_review
 from generation.models import Candidate, GenerationRun, RequestedVia, ReviewEvent
 from generation.services import run_cancel as cancel_run
 from generation.services import run_regenerate, run_submit
@@ -46,6 +46,8 @@ class HtmxHttpRequest(HttpRequest):
 
 ARTICLES_PER_PAGE = 25
 RUNS_ON_PAGE = 20
+INBOX_RUNS_PER_PAGE = 20
+ARTICLES_TO_FILE_TO = 200  # the newest articles offered by the filing field's list; any slug may be typed
 EVENTS_ON_PAGE = 30
 LIST_FILTERS = {
     "needs-hero": ("Needs a hero", Q(hero_candidate__isnull=True)),
@@ -166,9 +168,9 @@ def _runs_with_candidates() -> Prefetch:
 
 def _article_page(request: HttpRequest, article: Article, form: GenerateForm, status: int = 200) -> HttpResponse:
     runs = list(
-        article.runs.select_related("preset", "requested_by", "parent").prefetch_related(_runs_with_candidates())[
-            :RUNS_ON_PAGE
-        ]
+        article.runs.select_related("preset", "requested_by", "parent", "api_token").prefetch_related(
+            _runs_with_candidates()
+        )[:RUNS_ON_PAGE]
     )
     places = _queue_places() if any(run.status == GenerationRun.Status.QUEUED for run in runs) else {}
     for run in runs:
@@ -293,9 +295,26 @@ def series_look(request: HttpRequest, slug: str) -> HttpResponse:
     return redirect(article)
 
 
+def _home_url(run: GenerationRun) -> str:
+    """Where a run lives on the dashboard: its article's page, or the Inbox when it has none."""
+    return run.article.get_absolute_url() if run.article is not None else reverse("gallery:inbox")
+
+
+def _filed_runs() -> QuerySet[GenerationRun]:
+    """Runs filed from the Inbox: each holds one candidate moved to an article."""
+    return GenerationRun.objects.filter(requested_via=RequestedVia.FILED).select_related("article").order_by("pk")
+
+
+def _filed_children() -> Prefetch:
+    """An Inbox run's candidates that were filed, as the runs that now hold them."""
+    return Prefetch("children", queryset=_filed_runs(), to_attr="filed_children")
+
+
 def _run_card(request: HttpRequest, run: GenerationRun) -> HttpResponse:
     if run.status == GenerationRun.Status.QUEUED:
         run.place_in_queue = _queue_places().get(run.pk)  # type: ignore[attr-defined]
+    if run.article_id is None and not hasattr(run, "filed_children"):
+        run.filed_children = list(_filed_runs().filter(parent=run))  # type: ignore[attr-defined]
     article = run.article
     return render(request, "gallery/article_detail.html#run-card", {"run": run, "article": article})
 
@@ -303,9 +322,33 @@ def _run_card(request: HttpRequest, run: GenerationRun) -> HttpResponse:
 @login_required_401
 @require_GET
 def run_card(request: HttpRequest, pk: int) -> HttpResponse:
-    runs = GenerationRun.objects.select_related("article__hero_candidate", "preset", "requested_by", "parent")
+    runs = GenerationRun.objects.select_related(
+        "article__hero_candidate", "preset", "requested_by", "parent", "api_token"
+    )
     run = get_object_or_404(runs.prefetch_related(_runs_with_candidates()), pk=pk)
     return _run_card(request, run)
+
+
+def _inbox_runs() -> QuerySet[GenerationRun]:
+    """Runs without an article, newest first, less those whose every candidate was filed."""
+    filed = GenerationRun.objects.filter(parent=OuterRef("pk"), requested_via=RequestedVia.FILED)
+    left = Candidate.objects.filter(run=OuterRef("pk"))
+    runs = GenerationRun.objects.filter(article__isnull=True).exclude(Exists(filed) & ~Exists(left))
+    return runs.order_by("-queued_at", "-pk")
+
+
+@login_required
+@require_GET
+def inbox(request: HttpRequest) -> HttpResponse:
+    """The images the image APIs asked for (no article yet): the same run cards and review as an
+    article page, and a way to file a candidate to an article."""
+    runs = _inbox_runs().select_related("preset", "requested_by", "parent", "api_token")
+    runs = runs.prefetch_related(_runs_with_candidates(), _filed_children())
+    page = Paginator(runs, INBOX_RUNS_PER_PAGE).get_page(request.GET.get("page"))
+    places = _queue_places() if any(run.status == GenerationRun.Status.QUEUED for run in page) else {}
+    for run in page:
+        run.place_in_queue = places.get(run.pk)  # type: ignore[attr-defined]
+    return render(request, "gallery/inbox.html", {"page": page, "runs": page.object_list, "article": None})
 
 
 @editor_required
@@ -315,7 +358,7 @@ def run_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     cancel_run(run=run)
     if request.htmx:
         return _run_card(request, run)
-    return redirect(run.article)
+    return HttpResponseRedirect(f"{_home_url(run)}#run-{run.pk}")
 
 
 def _candidate(pk: int) -> Candidate:
@@ -329,7 +372,8 @@ def candidate_image(request: HttpRequest, pk: int) -> FileResponse:
     """The full PNG with its recipe; ``?download=1`` saves it under a name that says what it is."""
     candidate = _candidate(pk)
     download = request.GET.get("download") == "1"
-    filename = f"{candidate.run.article.slug}-run{candidate.run_id}-seed{candidate.seed}.png"
+    owner = candidate.run.article.slug if candidate.run.article is not None else "inbox"
+    filename = f"{owner}-run{candidate.run_id}-seed{candidate.seed}.png"
     response = FileResponse(
         candidate.image.open("rb"), content_type="image/png", as_attachment=download, filename=filename
     )
@@ -353,21 +397,49 @@ def candidate_thumbnail(request: HttpRequest, pk: int, version: str, width: int)
     return response
 
 
-@login_required
-@require_GET
-def candidate_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """The full view: its own page, or the lightbox's content when htmx asks."""
-    candidate = _candidate(pk)
-    events = candidate.events.select_related("actor")[:EVENTS_ON_PAGE]
+def _candidate_page(
+    request: HttpRequest, candidate: Candidate, *, lightbox: bool, file_form: FileForm | None = None, status: int = 200
+) -> HttpResponse:
+    in_inbox = candidate.run.article is None
     context = {
         "candidate": candidate,
         "run": candidate.run,
         "article": candidate.run.article,
-        "events": events,
-        "in_lightbox": bool(request.htmx),
+        "events": candidate.events.select_related("actor")[:EVENTS_ON_PAGE],
+        "in_lightbox": lightbox,
+        "file_form": file_form or (FileForm() if in_inbox else None),  # a refusal is shown either way
+        "articles_to_file_to": (
+            Article.objects.order_by("-updated_at").values("slug", "title")[:ARTICLES_TO_FILE_TO] if in_inbox else []
+        ),
     }
-    template = "gallery/candidate_detail.html#full" if request.htmx else "gallery/candidate_detail.html"
-    return render(request, template, context)
+    template = "gallery/candidate_detail.html#full" if lightbox else "gallery/candidate_detail.html"
+    return render(request, template, context, status=status)
+
+
+@login_required
+@require_GET
+def candidate_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The full view: its own page, or the lightbox's content when htmx asks. An Inbox
+    candidate's view also holds the form that files it to an article."""
+    return _candidate_page(request, _candidate(pk), lightbox=bool(request.htmx))
+
+
+@editor_required
+@require_POST
+def candidate_file(request: HttpRequest, pk: int) -> HttpResponse:
+    """File an Inbox candidate to an article: it becomes that article's candidate, history kept."""
+    candidate = _candidate(pk)
+    form = FileForm(request.POST)
+    if form.is_valid():
+        article = form.cleaned_data["article"]
+        try:
+            candidate_file_to_article(candidate=candidate, article=article, by=request.user)
+        except ValidationError as exc:
+            _show_errors(form, exc)
+        else:
+            messages.success(request, f"Seed {candidate.seed} is now a candidate of “{article.title}”.")
+            return HttpResponseRedirect(f"{article.get_absolute_url()}#candidate-{candidate.pk}")
+    return _candidate_page(request, candidate, lightbox=False, file_form=form, status=400)
 
 
 @editor_required
@@ -402,7 +474,7 @@ def _back_to_candidate(candidate: Candidate, status: int, message: str = "") -> 
     """Back to the candidate on its article page; bad input (400) gets its message instead."""
     if status == 400:
         return HttpResponse(message, status=400, content_type="text/plain; charset=utf-8")
-    return HttpResponseRedirect(f"{candidate.run.article.get_absolute_url()}#candidate-{candidate.pk}")
+    return HttpResponseRedirect(f"{_home_url(candidate.run)}#candidate-{candidate.pk}")
 
 
 @editor_required
@@ -410,6 +482,8 @@ def _back_to_candidate(candidate: Candidate, status: int, message: str = "") -> 
 def candidate_make_hero(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     candidate = _candidate(pk)
     try:
+        if candidate.run.article is None:
+            raise ValidationError({"candidate": NOT_FILED})
         article_set_hero(article=candidate.run.article, candidate=candidate, by=request.user)
     except (ReviewConflict, ValidationError) as exc:
         messages.warning(request, str(exc) if isinstance(exc, ReviewConflict) else " ".join(exc.messages))
@@ -420,18 +494,29 @@ def candidate_make_hero(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return _back_to_candidate(candidate, 200)
 
 
-@login_required
-@require_GET
-def compare(request: HttpRequest, slug: str) -> HttpResponse:
-    """Two to four candidates of one article side by side (``?c=ID&c=ID``)."""
-    article = get_object_or_404(Article, slug=slug)
+def _compare(request: HttpRequest, article: Article | None) -> HttpResponse:
     ids = [int(value) for value in request.GET.getlist("c") if value.isdigit()][:5]
     candidates = list(
         Candidate.objects.filter(pk__in=ids, run__article=article).select_related("run", "reviewed_by").order_by("pk")
     )
-    error = "" if 2 <= len(candidates) <= 4 else "Pick two to four candidates of this article to compare."
+    where = "of this article" if article is not None else "in the Inbox"
+    error = "" if 2 <= len(candidates) <= 4 else f"Pick two to four candidates {where} to compare."
     context = {"article": article, "candidates": candidates, "error": error}
     return render(request, "gallery/compare.html", context, status=400 if error else 200)
+
+
+@login_required
+@require_GET
+def compare(request: HttpRequest, slug: str) -> HttpResponse:
+    """Two to four candidates of one article side by side (``?c=ID&c=ID``)."""
+    return _compare(request, get_object_or_404(Article, slug=slug))
+
+
+@login_required
+@require_GET
+def inbox_compare(request: HttpRequest) -> HttpResponse:
+    """Two to four Inbox candidates side by side (``?c=ID&c=ID``)."""
+    return _compare(request, None)
 
 
 def _regenerate(request: HttpRequest, run: GenerationRun, candidate: Candidate | None) -> HttpResponse:
@@ -444,7 +529,7 @@ def _regenerate(request: HttpRequest, run: GenerationRun, candidate: Candidate |
             _show_errors(form, exc)
         else:
             messages.success(request, f"Run {new_run.pk} queued: {new_run.regenerate_label}.")
-            return HttpResponseRedirect(f"{run.article.get_absolute_url()}#run-{new_run.pk}")
+            return HttpResponseRedirect(f"{_home_url(new_run)}#run-{new_run.pk}")
     context = {"form": form, "run": run, "candidate": candidate, "article": run.article}
     return render(request, "gallery/regenerate.html", context, status=400 if form.errors else 200)
 
@@ -468,6 +553,9 @@ def candidate_regenerate_view(request: HttpRequest, pk: int) -> HttpResponse:
 def candidate_publish(request: HttpRequest, pk: int) -> HttpResponse:
     """Alt text (prefilled with a suggestion) and a focal point, then publish on the light queue."""
     candidate = _candidate(pk)
+    if candidate.run.article is None:
+        messages.warning(request, NOT_FILED)
+        return HttpResponseRedirect(f"{reverse('gallery:candidate_detail', args=[pk])}#file")
     form = PublishForm(request.POST or None, initial={"alt_text": alt_text_suggestion(candidate)})
     if request.method == "POST" and form.is_valid():
         focal = (form.cleaned_data["focal_x"], form.cleaned_data["focal_y"])

@@ -121,14 +121,16 @@ def thumb_height(candidate: Any, width: int) -> int:
 
 @register.simple_tag(takes_context=True)
 def candidate_tile(context: Any, candidate: Any, article: Any, message: str = "") -> str:
-    """The grid tile (``gallery.tiles``); ``can_act`` and the CSRF token come from the context."""
+    """The grid tile (``gallery.tiles``); ``can_act`` and the CSRF token come from the context.
+    No ``article`` (None, or missing from the context): an Inbox candidate."""
     from gallery.tiles import candidate_tile as tile
 
     can_act = context.get("can_act")
     return tile(
         candidate,
-        hero_id=article.hero_candidate_id,
+        hero_id=getattr(article, "hero_candidate_id", None),
         can_act=bool(can_act() if callable(can_act) else can_act),
         csrf=str(context.get("csrf_token", "")),
         message=message or "",
+        in_inbox=not article,
     )

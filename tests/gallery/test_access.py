@@ -16,7 +16,7 @@ from generation.models import Candidate, GenerationRun, candidate_storage
 pytestmark = pytest.mark.django_db
 
 # Every name in the gallery namespace is in exactly one of these.
-PAGES = {"article_list", "article_detail", "candidate_detail", "compare"}
+PAGES = {"article_list", "article_detail", "candidate_detail", "compare", "inbox", "inbox_compare"}
 FRAGMENTS_AND_FILES = {"run_card", "article_history", "candidate_image", "candidate_thumbnail", "publication_card"}
 ACTIONS = {
     "run_create",
@@ -27,6 +27,7 @@ ACTIONS = {
     "candidate_review",
     "candidate_hero",
     "candidate_regenerate",
+    "candidate_file",
     "candidate_publish",
     "publication_retry",
     "publication_unpublish",
@@ -149,7 +150,7 @@ def test_every_action_is_refused_to_an_onlooker_with_403_for_its_own_method(
 def test_a_user_in_no_group_can_still_look(client, onlooker, article, candidate, name) -> None:
     client.force_login(onlooker)
     url = url_for(name, article, candidate)
-    if name == "compare":
+    if name in ("compare", "inbox_compare"):
         url += f"?c={candidate.pk}&c={candidate.pk}"
     response = client.get(url)
     assert response.status_code in (200, 400), (url, response.status_code)
