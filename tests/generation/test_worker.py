@@ -184,8 +184,23 @@ def test_kill_9_over_the_attempt_limit_fails_with_a_reason(start_worker, article
     assert run_files(run) == []
 
 
-def test_pipeline_error_fails_the_run_with_advice_and_the_worker_goes_on(start_worker, article) -> None:
-    worker = start_worker()
+@pytest.fixture
+def real_weights_present(settings, tmp_path: Path) -> dict[str, str]:
+    """Demo mode off and an sdxl-turbo weights folder present, as on the owner's machine, so a
+    run asking for sdxl-turbo is queued and reaches the worker instead of a tiny stand-in. The
+    environment returned is the worker's (it shares the test's models folder)."""
+    models = tmp_path / "models"
+    (models / "sdxl-turbo").mkdir(parents=True)
+    (models / "sdxl-turbo" / "model_index.json").write_text("{}")
+    settings.HOFFDESK_DEMO = "false"
+    settings.HOFFDESK_MODELS_DIR = models
+    return {"HOFFDESK_DEMO": "false", "HOFFDESK_MODELS_DIR": str(models)}
+
+
+def test_pipeline_error_fails_the_run_with_advice_and_the_worker_goes_on(
+    start_worker, article, real_weights_present
+) -> None:
+    worker = start_worker(**real_weights_present)
     # A real profile on a machine without a CUDA GPU fails inside the worker, before loading.
     broken = run_submit(article=article, model="sdxl-turbo", seed=1, count=1, steps=1)
     after = run_submit(article=article, model="tiny-sd", seed=1, count=1, width=64, height=64, steps=1)
@@ -198,8 +213,8 @@ def test_pipeline_error_fails_the_run_with_advice_and_the_worker_goes_on(start_w
     assert after.status == GenerationRun.Status.SUCCEEDED, after.error
 
 
-def test_generate_wait_exits_1_and_reports_the_failure_as_json(start_worker, article) -> None:
-    worker = start_worker()
+def test_generate_wait_exits_1_and_reports_the_failure_as_json(start_worker, article, real_weights_present) -> None:
+    worker = start_worker(**real_weights_present)
     result = subprocess.run(
         [
             sys.executable,
@@ -214,7 +229,7 @@ def test_generate_wait_exits_1_and_reports_the_failure_as_json(start_worker, art
             "--json",
         ],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url()},
+        env={**os.environ, "DATABASE_URL": database_url(), **real_weights_present},
         capture_output=True,
         text=True,
         timeout=120,
