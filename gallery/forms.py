@@ -113,5 +113,11 @@ class FileForm(forms.Form):
         label="Article",
         help_text="Type to search the newest articles, or type any article's slug.",
         error_messages={"invalid_choice": "No article has that slug: pick one from the list."},
-        widget=forms.TextInput(attrs={"list": "articles-to-file-to", "autocomplete": "off", "placeholder": "slug"}),
+        widget=forms.TextInput(
+            attrs={
+                "list": "articles-to-file-to",
+                "autocomplete": "off",
+                "placeholder": "a slug, or start typing a title",
+            }
+        ),
     )

@@ -247,3 +247,64 @@ def test_a_real_worker_makes_an_article_less_run_whose_candidates_land_in_the_in
     client.force_login(editor)
     body = client.get(reverse("gallery:inbox")).content.decode()
     assert f'id="run-{run.pk}"' in body and body.count("data-candidate ") == 2 and "OpenAI Images API" in body
+
+
+@pytest.mark.browser
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_an_editor_approves_and_files_an_inbox_image_in_the_browser(page, live_server, start_worker) -> None:  # type: ignore[no-untyped-def]
+    """Debian's Chromium against a live server and a real qcluster: the Inbox shows the API's
+    run, the keyboard approves a candidate, the full view files it. Saves docs/inbox.png (for
+    docs/integrations.md) and phone-width shots in /tmp for a person to look at."""
+    from playwright.sync_api import expect
+
+    from tests.conftest import ROOT, make_user
+
+    editor = make_user("editor", "editors")
+    article = Article.objects.create(slug="sqlite-wal", title="SQLite WAL under load", summary="Readers never wait.")
+    token, _ = ApiToken.issue(user=editor, name="open-webui")
+    worker = start_worker()
+    run = run_submit(
+        article=None, prompt="a lighthouse at dusk, oil painting", model="tiny-sd", width=128, height=128, steps=2,
+        count=3, requested_by=editor, requested_via=RequestedVia.A1111, api_token=token,
+        client_fields={"sampler_name": "Euler a"},
+    )  # fmt: skip
+    wait_finished(run, worker=worker)
+    assert run.status == GenerationRun.Status.SUCCEEDED, run.error
+    first = run.candidates.get(index=0)
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{live_server.url}/login/?next=/inbox/")
+    page.get_by_label("Username").fill("editor")
+    page.get_by_label("Password").fill("editor-pass-123")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_test_id("run-door")).to_contain_text("AUTOMATIC1111 API")
+    expect(page.get_by_test_id("run-door")).to_contain_text("open-webui")
+    expect(page.locator("[data-candidate]")).to_have_count(3)
+
+    page.keyboard.press("ArrowRight")  # focuses the first tile; review.js as on an article page
+    page.keyboard.press("a")
+    expect(page.locator(f"#candidate-{first.pk} [data-testid=review-state]")).to_have_text("Approved")
+    page.locator("body").click(position={"x": 5, "y": 5})  # no focus ring in the screenshot
+    (ROOT / "docs").mkdir(exist_ok=True)
+    page.screenshot(path=str(ROOT / "docs" / "inbox.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path="/tmp/hoffdesk-inbox-390.png", full_page=True)
+    page.set_viewport_size({"width": 1280, "height": 900})
+
+    page.locator(f"#candidate-{first.pk}").get_by_role("link", name="File to article…").click()
+    expect(page.get_by_test_id("file-form")).to_be_visible()
+    page.screenshot(path="/tmp/hoffdesk-file-1280.png", full_page=True)
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.screenshot(path="/tmp/hoffdesk-file-390.png", full_page=True)
+    page.get_by_label("Article").fill("sqlite-wal")
+    page.get_by_role("button", name="File", exact=True).click()
+
+    expect(page).to_have_url(f"{live_server.url}{article.get_absolute_url()}#candidate-{first.pk}")
+    expect(page.locator(".messages")).to_contain_text("is now a candidate of “SQLite WAL under load”")
+    expect(page.locator(f"#candidate-{first.pk} [data-testid=review-state]")).to_have_text("Approved")
+    expect(page.get_by_test_id("run-parent")).to_contain_text(f"Filed from Inbox run {run.pk}")
+    page.screenshot(path="/tmp/hoffdesk-filed-1280.png", full_page=True)
+    page.goto(f"{live_server.url}/inbox/")
+    expect(page.get_by_test_id("run-filed")).to_contain_text("to SQLite WAL under load")
+    expect(page.locator("[data-candidate]")).to_have_count(2)
