@@ -14,6 +14,7 @@ import base64
 import hashlib
 import io
 import json
+import logging
 import re
 from collections.abc import Callable
 from functools import wraps
@@ -44,6 +45,8 @@ from generation.services import (
     run_cancel,
     run_submit,
 )
+
+logger = logging.getLogger(__name__)
 
 MAX_IMAGES = 8  # batch_size x n_iter: one run, one GPU, at most this many candidates
 # Our field names -> theirs, for the service's validation messages.
@@ -116,6 +119,10 @@ def endpoint(*methods: str) -> Callable[[View], Callable[..., HttpResponseBase]]
                 return A1111Error(exc.status, {"Authorization": [exc.message]}, exc.message).response()
             except A1111Error as exc:
                 return exc.response(json_body(request) or "")
+            except Exception:  # a bug: still JSON, never the site's HTML error page
+                logger.exception("AUTOMATIC1111 API error on %s %s", request.method, request.path)
+                failed = "the server failed to answer; the error is in its log."
+                return A1111Error.field(500, "request", failed).response()
 
         return wrapped
 

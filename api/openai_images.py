@@ -12,6 +12,7 @@ run. See docs/integrations.md.
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -37,6 +38,8 @@ from api.models import ApiToken
 from generation.models import Candidate, GenerationRun, RequestedVia
 from generation.profiles import UnknownProfile, all_profiles, get_profile
 from generation.services import QueueLimitReached, run_submit
+
+logger = logging.getLogger(__name__)
 
 MAX_IMAGES = 8
 # A ``url`` answer links to the PNG for this long, like OpenAI's own links, with no login needed.
@@ -104,6 +107,10 @@ def endpoint(*methods: str) -> Callable[[View], Callable[..., HttpResponseBase]]
                 return OpenAIError(exc.status, exc.message).response()
             except OpenAIError as exc:
                 return exc.response()
+            except Exception:  # a bug: still JSON, never the site's HTML error page
+                logger.exception("OpenAI images API error on %s %s", request.method, request.path)
+                failed = "The server failed to answer; the error is in its log."
+                return OpenAIError(500, failed, code="server_error").response()
 
         return wrapped
 

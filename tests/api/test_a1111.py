@@ -262,3 +262,12 @@ def test_progress_interrupt_and_a_client_that_hangs_up(sdapi, start_worker, sett
     assert sdapi("POST", "interrupt").json() == {}
     assert wait_finished(run, worker=worker).status == "cancelled"
     assert sdapi("GET", "progress").json()["progress"] == 0
+
+
+@pytest.mark.django_db
+def test_a_bug_is_a_json_500_not_an_html_page(token: str, monkeypatch) -> None:
+    def broken(token: ApiToken) -> dict:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("api.a1111._options", broken)
+    assert_a1111_error(call("get", "/sdapi/v1/options", auth=basic(token)), 500, "request")

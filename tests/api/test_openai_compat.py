@@ -143,3 +143,12 @@ def test_the_openai_client_gets_two_pngs_of_its_size_and_the_run_waits_in_the_in
     assert linked.data is not None and linked.data[0].url is not None
     png = requests.get(linked.data[0].url, timeout=30)
     assert png.status_code == 200 and Image.open(io.BytesIO(png.content)).size == (64, 64)
+
+
+@pytest.mark.django_db
+def test_a_bug_is_a_json_500_not_an_html_page(token: str, monkeypatch) -> None:
+    def broken() -> dict:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("api.openai_images.all_profiles", broken)
+    assert assert_openai_error(call("get", "/v1/models", token=token), 500, None)["type"] == "server_error"
