@@ -30,7 +30,8 @@ def test_the_wand_queues_from_the_list_and_a_refusal_is_shown_in_place(page: Pag
     expect(card.get_by_test_id("stand-in")).to_contain_text("runs on tiny-flux")
     expect(card).to_contain_text("Atmospheric")
     run = GenerationRun.objects.get()
-    assert run.article.slug == "gpu-warm" and run.preset is not None and run.preset.slug == "atmospheric"
+    assert run.article is not None and run.article.slug == "gpu-warm"
+    assert run.preset is not None and run.preset.slug == "atmospheric"
     assert page.url.endswith("/")  # no navigation: the card came in place
 
     settings.HOFFDESK_DEMO = "false"  # the live server shares this process's settings
