@@ -65,7 +65,7 @@ def test_the_inbox_lists_article_less_runs_newest_first_with_door_token_and_clie
 ) -> None:
     older = inbox_run(editor, seed=10, minutes_ago=5)
     newer = inbox_run(editor, seed=20)
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(8):  # the same for one run or twenty: no query per run
         body = editor_client.get(reverse("gallery:inbox")).content.decode()
     assert body.index(f'id="run-{newer.pk}"') < body.index(f'id="run-{older.pk}"')
     prefix = ApiToken.objects.get(runs=newer).prefix
@@ -86,17 +86,14 @@ def test_inbox_runs_are_on_no_article_page_and_article_runs_not_in_the_inbox(edi
     assert f'id="run-{inbox.pk}"' in inbox_page
 
 
-def test_the_inbox_is_paginated(editor_client, editor, settings) -> None:
+def test_the_inbox_is_paginated(editor_client, editor, monkeypatch) -> None:
     from gallery import views
 
     for seed in range(3):
         inbox_run(editor, count=1, seed=seed, minutes_ago=seed)
-    views_per_page, views.INBOX_RUNS_PER_PAGE = views.INBOX_RUNS_PER_PAGE, 2
-    try:
-        first = editor_client.get(reverse("gallery:inbox")).content.decode()
-        second = editor_client.get(reverse("gallery:inbox") + "?page=2").content.decode()
-    finally:
-        views.INBOX_RUNS_PER_PAGE = views_per_page
+    monkeypatch.setattr(views, "INBOX_RUNS_PER_PAGE", 2)
+    first = editor_client.get(reverse("gallery:inbox")).content.decode()
+    second = editor_client.get(reverse("gallery:inbox") + "?page=2").content.decode()
     assert first.count('class="run card') == 2 and "Page 1 of 2" in first
     assert second.count('class="run card') == 1 and "seed 2" in second
 
@@ -166,7 +163,7 @@ def test_filing_moves_the_candidate_to_the_article_with_its_history(editor_clien
     page = editor_client.get(article.get_absolute_url()).content.decode()
     assert f'id="candidate-{first.pk}"' in page and "Filed from" in page and "Make hero" in page
     listing = editor_client.get(reverse("gallery:article_list")).content.decode()
-    assert "1 approved" in listing or "approved" in listing
+    assert "1 approved" in listing  # the article's counts include the filed candidate
     inbox = editor_client.get(reverse("gallery:inbox")).content.decode()
     assert f'id="candidate-{first.pk}"' not in inbox and f'id="candidate-{second.pk}"' in inbox
     assert "Filed: seed 40 to" in inbox
