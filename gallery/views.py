@@ -524,7 +524,13 @@ def _regenerate(request: HttpRequest, run: GenerationRun, candidate: Candidate |
     if request.method == "POST" and form.is_valid():
         values: dict[str, Any] = dict(form.cleaned_data)
         try:
-            new_run = run_regenerate(source=run, candidate=candidate, requested_by=request.user, **values)
+            new_run = run_regenerate(
+                source=run,
+                candidate=candidate,
+                requested_by=request.user,
+                requested_via=RequestedVia.DASHBOARD,
+                **values,
+            )
         except ValidationError as exc:
             _show_errors(form, exc)
         else:

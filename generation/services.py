@@ -351,6 +351,8 @@ def run_regenerate(
     guidance: Any = None,
     seed: Any = None,
     variation_strength: Any = None,
+    requested_via: str = "",
+    api_token: Any = None,
 ) -> GenerationRun:
     """A new run made from ``source`` (and one of its candidates), linked to it as ``parent``.
 
@@ -409,6 +411,8 @@ def run_regenerate(
         requested_by=requested_by,
         parent=source,
         regenerate_mode=mode,
+        requested_via=requested_via,
+        api_token=api_token,
         **values,
     )
 

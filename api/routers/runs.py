@@ -11,7 +11,7 @@ from ninja import Router, Status
 from api.errors import ApiError, from_validation_error
 from api.routers.common import errors, get_or_404, run_json
 from api.schemas import RegenerateIn, RunOut
-from generation.models import Candidate, GenerationRun, RegenerateMode, StylePreset
+from generation.models import Candidate, GenerationRun, RegenerateMode, RequestedVia, StylePreset
 from generation.services import QueueLimitReached, run_cancel, run_regenerate
 
 router = Router(tags=["runs"])
@@ -76,6 +76,8 @@ def run_regenerate_view(request: HttpRequest, pk: int, payload: RegenerateIn) ->
             mode=MODES[payload.mode],
             candidate=candidate,
             requested_by=request.user,
+            requested_via=RequestedVia.API,
+            api_token=getattr(request, "auth", None),
             preset=_preset(payload.preset),
             variation_strength=payload.strength,
             **values,
