@@ -3,6 +3,8 @@ in the row at once; a refused click says why next to the button and queues nothi
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -13,7 +15,18 @@ from tests.conftest import make_user
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_the_wand_queues_from_the_list_and_a_refusal_is_shown_in_place(page: Page, live_server, settings) -> None:
+@pytest.fixture
+def owner_presets(transactional_db: None) -> None:
+    """The presets the data migrations make: an earlier transactional test's flush removes them."""
+    from django.apps import apps
+
+    for module, function in (("0002_default_presets", "add_defaults"), ("0008_owner_presets", "add_owner_presets")):
+        getattr(importlib.import_module(f"generation.migrations.{module}"), function)(apps, None)
+
+
+def test_the_wand_queues_from_the_list_and_a_refusal_is_shown_in_place(
+    page: Page, live_server, settings, owner_presets
+) -> None:
     make_user("editor", "editors")
     Article.objects.create(slug="gpu-warm", title="Keeping a GPU warm", summary="Load once.", content_type="technical")
     Article.objects.create(slug="tips", title="Three nginx tips", summary="Small wins.", content_type="quick_tip")
