@@ -84,7 +84,7 @@ def test_editing_a_template_makes_a_new_version_and_leaves_old_runs_unchanged(ad
 
 def test_the_preview_renders_a_template_against_a_chosen_article_and_flags_a_long_prompt(admin_client) -> None:
     Article.objects.create(slug="short", title="Short title", content_type="quick_tip")
-    Article.objects.create(slug="long", title="word " * 120, content_type="quick_tip")
+    Article.objects.create(slug="long", title="Long", summary="word " * 120, content_type="quick_tip")
     template = PromptTemplate.objects.filter(name="hero").latest("version")
     page = admin_client.get(f"/admin/generation/prompttemplate/{template.pk}/preview/?article=short").content.decode()
     assert "Hero image for a blog article titled &quot;Short title&quot;" in page
