@@ -170,3 +170,57 @@ def test_an_anonymous_request_for_a_thumbnail_is_401(client, article) -> None:
     response = client.get(thumb_url(candidate, 256))
     assert response.status_code == 401
     assert not candidate_storage().exists(thumbnail_name(candidate.sha256, 256))
+
+
+def stored_png(candidate: Candidate) -> bytes:
+    with candidate_storage().open(str(candidate.image.name), "rb") as fh:
+        return fh.read()
+
+
+def test_the_batch_makes_every_missing_width_of_each_image_once(article) -> None:
+    """What the worker calls after a run: each width of each image, an image twice in the batch
+    made once, and a thumbnail that already exists neither encoded nor written again."""
+    first, second = make_run(article, count=2, size=640).candidates.order_by("index")
+    storage = candidate_storage()
+    existing = thumbnail_name(second.sha256, 256)
+    storage.save(existing, ContentFile(b"made earlier"))
+
+    written = generation.thumbnails.thumbnails_ensure_batch(
+        [(first.sha256, stored_png(first)), (second.sha256, stored_png(second)), (first.sha256, stored_png(first))]
+    )
+
+    assert sorted(written) == sorted(
+        [thumbnail_name(first.sha256, 256), thumbnail_name(first.sha256, 512), thumbnail_name(second.sha256, 512)]
+    )
+    for name in written:
+        width = int(name.rsplit("-w", 1)[1].removesuffix(".webp"))
+        with storage.open(name, "rb") as fh:
+            assert webp_size(fh.read())[0] == width
+    with storage.open(existing, "rb") as fh:
+        assert fh.read() == b"made earlier"
+    for candidate in (first, second):  # no second copy of anything under another name
+        folder = f"thumbs/{candidate.sha256[:2]}"
+        files = sorted(f for f in storage.listdir(folder)[1] if candidate.sha256 in f)
+        assert files == sorted(thumbnail_name(candidate.sha256, w).rsplit("/", 1)[1] for w in THUMBNAIL_WIDTHS)
+
+
+def test_a_thumbnail_written_by_a_racing_maker_leaves_one_file(article, monkeypatch) -> None:
+    """The worker and the web make the same thumbnail in the same moment: the second writer finds
+    the name taken after its ``exists`` check. The local storage would keep its copy under a new
+    name that nothing points at; it is deleted, so the folder holds exactly one file."""
+    candidate = make_run(article, count=1, size=640).candidates.get()
+    storage = candidate_storage()
+    name = thumbnail_name(candidate.sha256, 256)
+    real_exists = storage.exists
+
+    def raced_exists(path: str) -> bool:
+        if path == name and not real_exists(path):
+            storage.save(name, ContentFile(generation.thumbnails.thumbnail_bytes(stored_png(candidate), 256)))
+            return False  # the answer this maker read, just before the other one wrote the file
+        return real_exists(path)
+
+    monkeypatch.setattr(storage, "exists", raced_exists)
+    generation.thumbnails.thumbnail_ensure(image_name=str(candidate.image.name), sha256=candidate.sha256, width=256)
+
+    folder = name.rsplit("/", 1)[0]
+    assert [f for f in storage.listdir(folder)[1] if candidate.sha256 in f] == [name.rsplit("/", 1)[1]]

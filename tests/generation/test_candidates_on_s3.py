@@ -21,7 +21,7 @@ from generation.models import Candidate, GenerationRun, candidate_file_name
 from generation.services import run_submit
 from generation.thumbnails import THUMBNAIL_WIDTHS, thumbnail_name
 from hoffdesk_images.settings import s3_storage_options
-from tests.conftest import wait_finished
+from tests.conftest import wait_finished, wait_for
 from tests.gallery.test_publishing import approved_candidate
 from tests.s3_fixtures import S3Server, reset_storages
 from tests.test_storage_settings import assert_r2_compatible
@@ -91,6 +91,10 @@ def test_a_worker_writes_candidates_to_the_bucket_and_the_web_streams_them(
     assert run.status == GenerationRun.Status.SUCCEEDED, run.error
     candidates = list(run.candidates.order_by("index"))
     assert [c.seed for c in candidates] == [4242, 4243]
+    # The worker writes the thumbnails right after the commit; nothing here has asked for one.
+    thumb_keys = {thumbnail_name(c.sha256, w) for c in candidates for w in THUMBNAIL_WIDTHS}
+    in_bucket = lambda: thumb_keys <= set(s3_server.objects(s3_bucket, with_bodies=False))  # noqa: E731
+    wait_for(in_bucket, 30, "the worker's thumbnails", worker)
     stored = s3_server.objects(s3_bucket)
     expected = set()
     for candidate in candidates:

@@ -110,6 +110,36 @@ def test_a_full_disk_while_saving_fails_the_run_and_leaves_no_files(article, mon
 
 
 @pytest.mark.django_db(transaction=True)
+def test_a_full_disk_for_the_thumbnails_leaves_the_run_succeeded_and_the_web_makes_them(
+    article, monkeypatch, editor_client
+) -> None:
+    """The images and rows are saved; then the disk is full for the grid's thumbnails, which the
+    worker makes after the commit (``OSError(ENOSPC)`` from a storage standing in for the full
+    disk). The run stays succeeded with its candidates, and a tile asking later gets its
+    thumbnail made by the web."""
+    import generation.thumbnails
+    from gallery.templatetags.gallery_tags import thumb_url
+    from generation.thumbnails import THUMBNAIL_WIDTHS, thumbnail_name
+
+    run = run_submit(article=article, model="tiny-sd", seed=13, count=2, width=64, height=64, steps=2)
+    full = DiskFillsUp(room=0)
+    with monkeypatch.context() as m:
+        m.setattr(generation.thumbnails, "candidate_storage", lambda: full)
+        assert tasks.run_generate(run.pk) == "succeeded"
+
+    run.refresh_from_db()
+    assert run.status == Status.SUCCEEDED and run.error == ""
+    candidates = list(run.candidates.order_by("index"))
+    assert len(candidates) == 2 and len(run_files(run)) == 2
+    storage = candidate_storage()
+    assert not any(storage.exists(thumbnail_name(c.sha256, w)) for c in candidates for w in THUMBNAIL_WIDTHS)
+    for candidate in candidates:
+        response = editor_client.get(thumb_url(candidate, 256))
+        assert response.status_code == 200 and response["Content-Type"] == "image/webp"
+        assert storage.exists(thumbnail_name(candidate.sha256, 256))
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_sweep_that_raises_before_the_claim_does_not_stop_the_claim(article, monkeypatch) -> None:
     run = run_submit(article=article, model="tiny-sd", seed=21, count=1, width=64, height=64, steps=2)
 
