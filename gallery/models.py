@@ -10,6 +10,8 @@ from django.db.models import F, Q
 from django.urls import reverse
 from django.utils import timezone
 
+from hoffdesk_images.state import ConditionalTransitions
+
 
 class ContentType(models.TextChoices):
     TECHNICAL = "technical", "Technical deep-dive"
@@ -65,7 +67,7 @@ class Article(models.Model):
         return reverse("gallery:article_detail", args=[self.slug])
 
 
-class Publication(models.Model):
+class Publication(ConditionalTransitions):
     """An approved candidate published as its article's hero: renditions uploaded to the
     ``publish`` storage under content-hash keys, then the article pointed at them.
 
@@ -119,12 +121,6 @@ class Publication(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status != self.Status.PUBLISHING
-
-    def _transition(self, allowed: Q, **changes: Any) -> bool:
-        won = Publication.objects.filter(allowed, pk=self.pk).update(**changes) == 1
-        if won:
-            self.refresh_from_db()
-        return won
 
     def start_attempt(self) -> bool:
         """Count an attempt of a publication still publishing (the task's claim)."""

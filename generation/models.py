@@ -18,6 +18,7 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from generation.profiles import MAX_SEED, profile_choices
+from hoffdesk_images.state import ConditionalTransitions
 
 
 class StylePreset(models.Model):
@@ -115,7 +116,7 @@ def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class GenerationRun(models.Model):
+class GenerationRun(ConditionalTransitions):
     """One request for N candidate images of an article.
 
     State machine (every arrow is one conditional UPDATE)::
@@ -263,13 +264,6 @@ class GenerationRun(models.Model):
             return 0
         return round(100 * self.progress_step / self.progress_total)
 
-    def _transition(self, allowed: Q, **changes: Any) -> bool:
-        """One conditional UPDATE; on success the instance reflects the new row."""
-        won = GenerationRun.objects.filter(allowed, pk=self.pk).update(**changes) == 1
-        if won:
-            self.refresh_from_db()
-        return won
-
     def claim(self, max_attempts: int, worker: str | None = None) -> bool:
         """queued -> running, counting an attempt; only one worker can win."""
         now = timezone.now()
@@ -378,7 +372,7 @@ def candidate_file_name(run_id: int, index: int, seed: int, attempt: int = 1) ->
     return f"runs/{run_id:06d}/a{attempt}-{index:02d}-seed{seed}.png"
 
 
-class Candidate(models.Model):
+class Candidate(ConditionalTransitions):
     """One image of a run.
 
     Review state machine::
@@ -422,17 +416,12 @@ class Candidate(models.Model):
         if expected is not None:
             allowed = [expected] if expected in allowed else []
         reviewer = by if to != self.Review.PENDING else None
-        won = (
-            Candidate.objects.filter(pk=self.pk, review_status__in=allowed).update(
-                review_status=to,
-                reviewed_by=reviewer,
-                reviewed_at=timezone.now() if reviewer is not None else None,
-            )
-            == 1
+        return self._transition(
+            Q(review_status__in=allowed),
+            review_status=to,
+            reviewed_by=reviewer,
+            reviewed_at=timezone.now() if reviewer is not None else None,
         )
-        if won:
-            self.refresh_from_db()
-        return won
 
     def approve(self, by: Any, expected: str | None = None) -> bool:
         return self._review([self.Review.PENDING, self.Review.REJECTED], self.Review.APPROVED, by, expected)
