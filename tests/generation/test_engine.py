@@ -6,6 +6,7 @@ import dataclasses
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -16,21 +17,13 @@ from generation.engine.generate import Cancelled, Recipe, generate
 from generation.engine.loader import ModelUnavailable, PipelineCache
 from generation.engine.metadata import parse_a1111_parameters, read_png_text, read_recipe
 from generation.profiles import get_profile
+from tests.generation.engine_helpers import tiny_recipe
 
 pytestmark = pytest.mark.usefixtures("fixed_threads")
 
 
-def recipe(profile: str, seeds: tuple[int, ...] = (1234, 1235), size: int = 128, steps: int = 2) -> Recipe:
-    return Recipe(
-        profile=profile,
-        prompt="a lighthouse at dusk",
-        negative_prompt="blurry",
-        width=size,
-        height=size,
-        steps=steps,
-        guidance=get_profile(profile).default_guidance,
-        seeds=seeds,
-    )
+def recipe(profile: str, size: int = 128, **fields: Any) -> Recipe:
+    return tiny_recipe(profile, size=size, **fields)
 
 
 @pytest.mark.parametrize("name", ["tiny-sd", "tiny-sdxl", "tiny-flux"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from generation.engine.generate import Recipe, generate, initial_latents, run_pi
 from generation.engine.loader import PipelineCache
 from generation.engine.metadata import read_recipe
 from generation.profiles import get_profile
+from tests.generation.engine_helpers import pixels, pngs, tiny_recipe
 
 NAME = "tiny-sd3"
 
@@ -29,34 +31,8 @@ def cache(models_dir: Path) -> PipelineCache:
     return PipelineCache(models_dir, device="cpu")
 
 
-def recipe(
-    seeds: tuple[int, ...] = (1234, 1235),
-    subseeds: tuple[int, ...] | None = None,
-    strength: float = 0.0,
-    size: int = 64,
-    steps: int = 2,
-) -> Recipe:
-    return Recipe(
-        profile=NAME,
-        prompt="a lighthouse at dusk",
-        negative_prompt="blurry",
-        width=size,
-        height=size,
-        steps=steps,
-        guidance=get_profile(NAME).default_guidance,
-        seeds=seeds,
-        subseeds=subseeds,
-        subseed_strength=strength,
-    )
-
-
-def pngs(cache: PipelineCache, r: Recipe) -> list[bytes]:
-    return [image.png for image in generate(cache, get_profile(NAME), r).images]
-
-
-def pixels(png: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(png)) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.float64)
+def recipe(**fields: Any) -> Recipe:
+    return tiny_recipe(NAME, **fields)
 
 
 def test_it_is_built_into_its_folder_as_sd3_medium_is_laid_out(models_dir: Path, cache: PipelineCache) -> None:

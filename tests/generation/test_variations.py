@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from generation.engine.generate import Recipe, generate, initial_latents, run_pipeline, slerp
+from generation.engine.generate import Recipe, initial_latents, run_pipeline, slerp
 from generation.engine.loader import PipelineCache, load_pipeline
 from generation.engine.metadata import parse_a1111_parameters, read_png_text, read_recipe
 from generation.profiles import get_profile
+from tests.generation.engine_helpers import distance, pixels, pngs
+from tests.generation.engine_helpers import tiny_recipe as recipe
 
 pytestmark = pytest.mark.usefixtures("fixed_threads")
 FAMILIES = ["tiny-sd", "tiny-sdxl", "tiny-flux"]
@@ -23,42 +23,6 @@ FAMILIES = ["tiny-sd", "tiny-sdxl", "tiny-flux"]
 @pytest.fixture(scope="module")
 def cache(models_dir: Path) -> PipelineCache:
     return PipelineCache(models_dir, device="cpu")
-
-
-def recipe(
-    profile: str,
-    seeds: tuple[int, ...] = (1234,),
-    subseeds: tuple[int, ...] | None = None,
-    strength: float = 0.0,
-    size: int = 64,
-    steps: int = 2,
-) -> Recipe:
-    return Recipe(
-        profile=profile,
-        prompt="a lighthouse at dusk",
-        negative_prompt="blurry",
-        width=size,
-        height=size,
-        steps=steps,
-        guidance=get_profile(profile).default_guidance,
-        seeds=seeds,
-        subseeds=subseeds,
-        subseed_strength=strength,
-    )
-
-
-def pngs(cache: PipelineCache, r: Recipe) -> list[bytes]:
-    return [image.png for image in generate(cache, get_profile(r.profile), r).images]
-
-
-def pixels(png: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(png)) as image:
-        return np.asarray(image.convert("RGB"), dtype=np.float64)
-
-
-def distance(a: bytes, b: bytes) -> float:
-    """Mean absolute difference of two images' pixel values (0-255)."""
-    return float(np.abs(pixels(a) - pixels(b)).mean())
 
 
 def test_recipe_defaults_are_plain_and_bad_variations_are_refused() -> None:
