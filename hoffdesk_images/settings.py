@@ -383,20 +383,27 @@ def s3_storage_options(
     return options
 
 
+def s3_storage(variables: dict[str, str], prefix: str, *, public_base_url: str | None) -> dict[str, object]:
+    """The ``STORAGES`` entry for a bucket named by the ``<prefix>ENDPOINT_URL``, ``<prefix>BUCKET``,
+    ``<prefix>ACCESS_KEY_ID`` and ``<prefix>SECRET_ACCESS_KEY`` variables (``HOFFDESK_R2_`` or
+    ``HOFFDESK_CANDIDATES_``), configured by ``s3_storage_options``."""
+    return {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": s3_storage_options(
+            endpoint_url=variables[f"{prefix}ENDPOINT_URL"],
+            bucket=variables[f"{prefix}BUCKET"],
+            access_key=variables[f"{prefix}ACCESS_KEY_ID"],
+            secret_key=variables[f"{prefix}SECRET_ACCESS_KEY"],
+            public_base_url=public_base_url,
+        ),
+    }
+
+
 PUBLISH_DIR = envpath("HOFFDESK_PUBLISH_DIR", DATA_DIR / "publish")
 _r2 = _all_or_none(R2_VARIABLES)
 if _r2 is not None:
     PUBLISH_BASE_URL = _r2["HOFFDESK_R2_PUBLIC_BASE_URL"].rstrip("/") + "/"
-    STORAGES["publish"] = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": s3_storage_options(
-            endpoint_url=_r2["HOFFDESK_R2_ENDPOINT_URL"],
-            bucket=_r2["HOFFDESK_R2_BUCKET"],
-            access_key=_r2["HOFFDESK_R2_ACCESS_KEY_ID"],
-            secret_key=_r2["HOFFDESK_R2_SECRET_ACCESS_KEY"],
-            public_base_url=PUBLISH_BASE_URL,
-        ),
-    }
+    STORAGES["publish"] = s3_storage(_r2, "HOFFDESK_R2_", public_base_url=PUBLISH_BASE_URL)
 else:
     # Offline default: a folder under the data folder, served at /published/ by the dashboard.
     PUBLISH_BASE_URL = envstr("HOFFDESK_PUBLISH_BASE_URL", "/published/").rstrip("/") + "/"
@@ -409,16 +416,7 @@ PUBLISH_IS_LOCAL = _r2 is None
 _candidates_s3 = _all_or_none(CANDIDATES_S3_VARIABLES)
 if _candidates_s3 is not None:
     # Several GPU machines share candidates through a private bucket; the web streams them.
-    STORAGES["candidates"] = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": s3_storage_options(
-            endpoint_url=_candidates_s3["HOFFDESK_CANDIDATES_ENDPOINT_URL"],
-            bucket=_candidates_s3["HOFFDESK_CANDIDATES_BUCKET"],
-            access_key=_candidates_s3["HOFFDESK_CANDIDATES_ACCESS_KEY_ID"],
-            secret_key=_candidates_s3["HOFFDESK_CANDIDATES_SECRET_ACCESS_KEY"],
-            public_base_url=None,
-        ),
-    }
+    STORAGES["candidates"] = s3_storage(_candidates_s3, "HOFFDESK_CANDIDATES_", public_base_url=None)
 
 # Renditions made when publishing: the Open Graph hero, a thumbnail, and srcset widths of the hero.
 HOFFDESK_HERO_SIZE = (envint("HOFFDESK_HERO_WIDTH", 1200, minimum=16), envint("HOFFDESK_HERO_HEIGHT", 630, minimum=16))

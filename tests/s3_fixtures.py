@@ -400,19 +400,10 @@ def publish_storage_r2(settings: Any, r2_env: dict[str, str]) -> Iterator[Any]:
     test bucket, configured exactly as settings.py configures R2; yields ``storages["publish"]``."""
     from django.core.files.storage import storages
 
-    from hoffdesk_images.settings import s3_storage_options
+    from hoffdesk_images.settings import s3_storage
 
     base_url = r2_env["HOFFDESK_R2_PUBLIC_BASE_URL"].rstrip("/") + "/"
-    publish = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": s3_storage_options(
-            endpoint_url=r2_env["HOFFDESK_R2_ENDPOINT_URL"],
-            bucket=r2_env["HOFFDESK_R2_BUCKET"],
-            access_key=r2_env["HOFFDESK_R2_ACCESS_KEY_ID"],
-            secret_key=r2_env["HOFFDESK_R2_SECRET_ACCESS_KEY"],
-            public_base_url=base_url,
-        ),
-    }
+    publish = s3_storage(r2_env, "HOFFDESK_R2_", public_base_url=base_url)
     # Assigning (not mutating) STORAGES goes through override_settings: pytest-django restores it.
     settings.STORAGES = {**settings.STORAGES, "publish": publish}
     settings.PUBLISH_BASE_URL = base_url

@@ -20,7 +20,7 @@ from gallery.templatetags.gallery_tags import thumb_url
 from generation.models import Candidate, GenerationRun, candidate_file_name
 from generation.services import run_submit
 from generation.thumbnails import THUMBNAIL_WIDTHS, thumbnail_name
-from hoffdesk_images.settings import s3_storage_options
+from hoffdesk_images.settings import s3_storage
 from tests.conftest import wait_finished, wait_for
 from tests.gallery.test_publishing import approved_candidate
 from tests.s3_fixtures import S3Server, reset_storages
@@ -49,16 +49,7 @@ def candidates_on_s3(settings: Any, candidates_env: dict[str, str], monkeypatch:
     when the model class is built, so the field keeps the storage of the settings at import time.
     A process started with the variables gets the S3 storage there; this one switches after
     import, so the field's storage is switched here too."""
-    candidates = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": s3_storage_options(
-            endpoint_url=candidates_env["HOFFDESK_CANDIDATES_ENDPOINT_URL"],
-            bucket=candidates_env["HOFFDESK_CANDIDATES_BUCKET"],
-            access_key=candidates_env["HOFFDESK_CANDIDATES_ACCESS_KEY_ID"],
-            secret_key=candidates_env["HOFFDESK_CANDIDATES_SECRET_ACCESS_KEY"],
-            public_base_url=None,
-        ),
-    }
+    candidates = s3_storage(candidates_env, "HOFFDESK_CANDIDATES_", public_base_url=None)
     settings.STORAGES = {**settings.STORAGES, "candidates": candidates}
     reset_storages()
     storage = storages["candidates"]
