@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -36,11 +37,15 @@ def worker_beat(cluster: str) -> None:
 
 
 class WorkerBeat(threading.Thread):
-    """Beats until the process ends; a database error is logged and the next beat reconnects."""
+    """Beats until the process ends; a database error is logged and the next beat reconnects.
 
-    def __init__(self, cluster: str) -> None:
+    ``chores`` run after each beat, each on its own: what the worker process must retry until the
+    database answers (``tasks.runs_record_unrecorded_failures``)."""
+
+    def __init__(self, cluster: str, chores: Sequence[Callable[[], object]] = ()) -> None:
         super().__init__(daemon=True, name="hoffdesk-worker-beat")
         self.cluster = cluster
+        self.chores = tuple(chores)
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -50,6 +55,14 @@ class WorkerBeat(threading.Thread):
             except Exception:
                 logger.warning("worker heartbeat failed; trying again", exc_info=True)
                 connection.close()
+            for chore in self.chores:
+                try:
+                    chore()
+                except Exception:
+                    logger.warning(
+                        "worker chore %s failed; trying again", getattr(chore, "__name__", chore), exc_info=True
+                    )
+                    connection.close()
             if self.stopped.wait(settings.HOFFDESK_HEARTBEAT_INTERVAL):
                 break
         connection.close()

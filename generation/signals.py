@@ -21,8 +21,9 @@ def recover_runs_on_worker_start(sender: Any, proc_name: str, **kwargs: Any) -> 
 
     from generation.health import WorkerBeat
     from generation.recovery import runs_recover_orphaned
+    from generation.tasks import runs_record_unrecorded_failures
 
-    WorkerBeat(str(Conf.CLUSTER_NAME)).start()
+    WorkerBeat(str(Conf.CLUSTER_NAME), chores=[runs_record_unrecorded_failures]).start()
 
     try:
         recovered = runs_recover_orphaned()

@@ -124,6 +124,7 @@ def run_generate(run_id: int) -> str:
     worker pid and no heartbeat, which no sweep would ever take away.
     """
     close_old_connections()
+    runs_record_unrecorded_failures()
     # Each task also sweeps for runs orphaned by workers elsewhere (silent heartbeat), so a dead
     # GPU box's run is taken up by any busy worker, not only by one that restarts. A failing
     # sweep must not stop the claim: the task would be acknowledged and its run left queued.
@@ -214,8 +215,10 @@ def _fail_after_error(run: GenerationRun, exc: Exception, tries: int = 3) -> str
             _drop_connection()
             time.sleep(min(2.0 * attempt, 5.0))
     else:
+        with _unrecorded_lock:
+            _unrecorded[run.pk] = (run, message)
         logger.critical(
-            "run %s could not be marked failed and stays running; restart this worker so that its recovery takes it",
+            "run %s could not be marked failed: the database does not answer; this worker records it when it does",
             run.pk,
         )
         return "failed"
@@ -227,6 +230,40 @@ def _fail_after_error(run: GenerationRun, exc: Exception, tries: int = 3) -> str
     except Exception:
         logger.exception("run %s: deleting this attempt's files failed", run.pk)
     return "failed"
+
+
+# Failures this process could not write (the database was away for longer than the tries above).
+# The run stays ``running`` under this live process, which no sweep on this host takes from it, so
+# the process itself writes them later: its WorkerBeat thread tries on every beat, and so does the
+# next task before its claim. A run taken over meanwhile is left to its new attempt.
+_unrecorded: dict[int, tuple[GenerationRun, str]] = {}
+_unrecorded_lock = threading.Lock()
+
+
+def runs_record_unrecorded_failures() -> list[int]:
+    """Mark failed the runs whose failure this process could not write before; returns their ids."""
+    with _unrecorded_lock:
+        pending = list(_unrecorded.values())
+    recorded = []
+    for run, message in pending:
+        try:
+            failed = run.fail(message)
+        except DatabaseError:
+            logger.warning("run %s: recording its failure failed again; trying on the next beat", run.pk)
+            _drop_connection()
+            continue
+        with _unrecorded_lock:
+            _unrecorded.pop(run.pk, None)
+        if not failed:
+            logger.info("run %s: its failure was not recorded, another attempt holds it now", run.pk)
+            continue
+        logger.warning("run %s: failure recorded now that the database answers: %s", run.pk, message)
+        recorded.append(run.pk)
+        try:
+            run_discard_files(run=run)
+        except Exception:
+            logger.exception("run %s: deleting this attempt's files failed", run.pk)
+    return recorded
 
 
 def _execute(run: GenerationRun) -> str:

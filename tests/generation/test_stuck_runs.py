@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,14 +14,15 @@ from typing import Any
 import pytest
 from django.apps import apps as django_apps
 from django.conf import settings
-from django.core.files.base import File
+from django.core.files.base import ContentFile, File
+from django.db import connection
 from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 
 from generation import services, tasks
-from generation.models import Candidate, GenerationRun, candidate_storage
+from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
 from generation.services import run_submit
-from tests.conftest import wait_finished
+from tests.conftest import wait_finished, wait_for
 
 Status = GenerationRun.Status
 GPU_QUEUE = settings.Q_CLUSTER["name"]
@@ -156,6 +158,52 @@ def test_a_sweep_that_raises_before_the_claim_does_not_stop_the_claim(article, m
     assert run.candidates.count() == 1
 
 
+@pytest.mark.skipif(
+    connection.vendor != "sqlite",
+    reason="locks the SQLite file from a second connection; PostgreSQL restarts are in test_faults.py",
+)
+@pytest.mark.django_db(transaction=True)
+def test_a_failure_written_while_the_database_is_locked_is_recorded_by_the_worker_beat_later(
+    article, settings, monkeypatch
+) -> None:
+    """The database refuses every write (another connection holds SQLite's exclusive lock) when
+    the worker tries to mark a run failed: the run stays ``running`` under this live process,
+    which no sweep on this host takes away. Once the database answers, the worker's beat
+    thread records the failure with its reason, and this attempt's files are deleted."""
+    from generation.health import WorkerBeat
+
+    run = run_submit(article=article, model="tiny-sd", seed=51, count=1, width=64, height=64, steps=2)
+    assert run.claim(settings.HOFFDESK_RUN_MAX_ATTEMPTS)
+    written = candidate_storage().save(candidate_file_name(run.pk, 0, run.seeds[0], attempt=1), ContentFile(b"png"))
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "timeout", 0.2)  # busy timeout, seconds
+    connection.close()
+    settings.HOFFDESK_HEARTBEAT_INTERVAL = 0.2
+
+    locker = sqlite3.connect(connection.settings_dict["NAME"])
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        assert tasks._fail_after_error(run, RuntimeError("the profile table is broken"), tries=1) == "failed"
+        status = locker.execute("SELECT status FROM generation_generationrun WHERE id = ?", (run.pk,)).fetchone()
+        assert status == ("running",), "the write should have been refused while the lock is held"
+    finally:
+        locker.rollback()
+        locker.close()
+    connection.close()
+
+    beat = WorkerBeat("test", chores=[tasks.runs_record_unrecorded_failures])
+    beat.start()
+    try:
+        run.refresh_from_db()
+        wait_finished(run, timeout=20)
+    finally:
+        beat.stopped.set()
+        beat.join()
+    assert run.status == Status.FAILED and run.attempts == 1
+    assert "the profile table is broken" in run.error
+    assert not candidate_storage().exists(written)
+    assert tasks._unrecorded == {}
+
+
 # --- the periodic sweep --------------------------------------------------------------------------
 
 
@@ -211,16 +259,34 @@ def test_a_queued_run_whose_task_was_lost_is_enqueued_once_by_the_sweep_and_succ
 @pytest.mark.worker
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_light_cluster_sweeps_on_its_own_and_a_lost_run_succeeds(start_worker, article, monkeypatch) -> None:
+def test_the_light_cluster_sweeps_on_its_own_and_lost_and_orphaned_runs_succeed(
+    start_worker, article, monkeypatch
+) -> None:
     """No task is enqueued by this test: the light cluster's scheduler runs the sweep, the sweep
-    queues the lost run on the GPU queue, and the GPU worker makes it."""
+    queues on the GPU queue both a run whose task was lost and a run left ``running`` by a GPU
+    worker on another host that went silent, and the GPU worker makes them."""
     # A transactional test's flush removes what the data migration made: make it again.
     importlib.import_module(SWEEP_MIGRATION).create_sweep_schedule(django_apps, None)
     Schedule.objects.filter(name="hoffdesk-sweep").update(next_run=timezone.now() - timedelta(seconds=1))
     run = submit_lost_run(article, monkeypatch, model="tiny-sd", seed=41, count=1, width=64, height=64, steps=2)
+    orphan = submit_lost_run(article, monkeypatch, model="tiny-sd", seed=43, count=1, width=64, height=64, steps=2)
+    long_ago = timezone.now() - timedelta(minutes=10)
+    GenerationRun.objects.filter(pk=orphan.pk).update(
+        status=Status.RUNNING, worker="gpu-box-that-died:4242", attempts=1, started_at=long_ago, heartbeat_at=long_ago
+    )
     assert OrmQ.objects.count() == 0
 
     light = start_worker(Q_CLUSTER_NAME="light")
+
+    # The light cluster alone: its sweep queues both on the GPU queue before any GPU worker runs.
+    def both_queued() -> bool:
+        orphan_queued = GenerationRun.objects.filter(pk=orphan.pk, status=Status.QUEUED).exists()
+        return orphan_queued and len(tasks_for(run)) == 1
+
+    wait_for(both_queued, 90, "the light cluster's sweep", light)
+    assert "gpu-box-that-died:4242 is gone (silent heartbeat)" in light.output()
+    assert len(tasks_for(orphan)) == 1
+
     gpu = start_worker()
     try:
         wait_finished(run, timeout=150, worker=gpu)
@@ -228,4 +294,7 @@ def test_the_light_cluster_sweeps_on_its_own_and_a_lost_run_succeeds(start_worke
         raise AssertionError(f"{exc}\n--- light worker log ---\n{light.output()[-4000:]}") from None
     assert run.status == Status.SUCCEEDED, run.error
     assert run.candidates.count() == 1
+    wait_finished(orphan, timeout=60, worker=gpu)
+    assert orphan.status == Status.SUCCEEDED, orphan.error
+    assert orphan.attempts == 2 and orphan.candidates.count() == 1
     assert Schedule.objects.get(name="hoffdesk-sweep").task, "the schedule never made a task"
