@@ -69,3 +69,17 @@ def test_secret_key_from_a_file_and_postgres_from_database_url(tmp_path) -> None
     out = result.stdout.split()
     assert out[:4] == ["True", "['localhost',", "'127.0.0.1']", "django.db.backends.postgresql"]
     assert not (tmp_path / "secret_key").exists()
+
+
+def test_django_q2_logs_through_our_logging_settings() -> None:
+    """django-q2 logs as "django-q"; a LOGGING entry under another name (the package's,
+    "django_q") leaves its logger to django-q2's own INFO handler, which logs every task."""
+    import logging
+
+    from django.conf import settings
+    from django_q.conf import logger as q_logger
+
+    assert q_logger.name in settings.LOGGING["loggers"]
+    assert q_logger.level == logging.WARNING and not q_logger.propagate
+    formats = {handler.formatter._fmt for handler in q_logger.handlers if handler.formatter}
+    assert settings.LOGGING["formatters"]["plain"]["format"] in formats  # (pytest may add its own)

@@ -128,7 +128,7 @@ def test_the_sweep_log_names_the_worker_that_was_gone(run, stale_after, caplog) 
     """The requeue clears the run's worker field; the log line must still say which it was."""
     assert run.claim(max_attempts=3, worker=OTHER_HOST_WORKER)
     make_stale(run)
-    with caplog.at_level("WARNING", logger="generation.services"):
+    with caplog.at_level("WARNING", logger="generation.recovery"):
         assert runs_recover_orphaned() == [run.pk]
     assert f"worker {OTHER_HOST_WORKER} is gone" in caplog.text
 
