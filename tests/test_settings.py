@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,7 +80,8 @@ def test_django_q2_logs_through_our_logging_settings() -> None:
     from django.conf import settings
     from django_q.conf import logger as q_logger
 
-    assert q_logger.name in settings.LOGGING["loggers"]
+    logging_config: dict[str, Any] = settings.LOGGING
+    assert q_logger.name in logging_config["loggers"]
     assert q_logger.level == logging.WARNING and not q_logger.propagate
     formats = {handler.formatter._fmt for handler in q_logger.handlers if handler.formatter}
-    assert settings.LOGGING["formatters"]["plain"]["format"] in formats  # (pytest may add its own)
+    assert logging_config["formatters"]["plain"]["format"] in formats  # (pytest may add its own)
