@@ -84,6 +84,8 @@ if DEBUG:
 HOFFDESK_HTTPS = envbool("HOFFDESK_HTTPS", False)
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Error reports also hide DATABASE_URL and the Authorization header (hoffdesk_images/debug.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "hoffdesk_images.debug.HoffdeskReporterFilter"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if HOFFDESK_HTTPS:

@@ -10,10 +10,12 @@ import secrets
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import make_user
+from tests.s3_fixtures import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -269,3 +271,55 @@ def test_no_password_in_any_log_line_or_stored_attempt(client, caplog) -> None:
         for row in AccessAttempt.objects.values("get_data", "post_data"):
             assert password not in row["get_data"] + row["post_data"]
         assert not AccessLog.objects.filter(username__contains=password).exists()
+
+
+# --- no secret in any log line or page --------------------------------------------------------
+
+
+def test_database_url_errors_never_show_its_password(tmp_path) -> None:
+    """A DATABASE_URL that cannot be parsed, or whose server does not answer: the command fails
+    naming the problem, and neither the password nor the signing key is in what it prints."""
+    password = "db-pw-" + secrets.token_hex(8)
+    key = secrets.token_urlsafe(50)
+    for url, says in (
+        (f"postgresx://hoff:{password}@db.example/hoff", "DATABASE_URL"),
+        (f"postgresql://hoff:{password}@127.0.0.1:{free_port()}/hoff", "connection"),
+    ):
+        result = manage(tmp_path, "migrate", DATABASE_URL=url, HOFFDESK_SECRET_KEY=key)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0 and says in output, output[-2000:]
+        assert password not in output and key not in output
+
+
+def test_a_partial_bucket_configuration_names_the_missing_variables_not_the_secret(tmp_path) -> None:
+    secret = "r2-secret-" + secrets.token_hex(8)
+    result = load_settings(tmp_path, HOFFDESK_R2_SECRET_ACCESS_KEY=secret, HOFFDESK_R2_BUCKET="images")
+    assert result.returncode != 0
+    assert "HOFFDESK_R2_ENDPOINT_URL" in result.stderr and secret not in result.stderr
+
+
+def debug_500_page(request: Any) -> str:
+    """The technical 500 page of an error raised here (the page shows this frame's locals only)."""
+    from django.views.debug import technical_500_response
+
+    try:
+        raise RuntimeError("something broke")
+    except RuntimeError:
+        return technical_500_response(request, *sys.exc_info()).content.decode()
+
+
+def test_the_debug_error_page_hides_database_url_and_the_authorization_header(rf, settings) -> None:
+    """The technical 500 page (debug on loopback only) lists settings and the request's META,
+    which under the development server holds the whole environment."""
+    settings.DEBUG = True
+    password, token = "db-pw-" + secrets.token_hex(8), "hd_" + secrets.token_hex(16)
+    request = rf.get(
+        "/broken",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+        DATABASE_URL=f"postgresql://hoff:{password}@db/hoff",
+        HOFFDESK_R2_SECRET_ACCESS_KEY="r2-" + password,
+    )
+    page = debug_500_page(request)
+    assert "something broke" in page and "DATABASE_URL" in page and "HTTP_AUTHORIZATION" in page
+    assert password not in page and token not in page
+    assert settings.SECRET_KEY not in page

@@ -5,6 +5,7 @@ streams them to a logged-in editor, and publishing reads its source image from t
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,10 @@ def test_a_worker_writes_candidates_to_the_bucket_and_the_web_streams_them(
 ) -> None:
     storage = candidates_on_s3
     assert type(storage).__name__ == "S3Storage"
-    worker = start_worker(**candidates_env)
+    # moto accepts any key here: the worker gets one no log line or page may show.
+    bucket_secret = "bucket-secret-" + secrets.token_hex(12)
+    worker = start_worker(**{**candidates_env, "HOFFDESK_CANDIDATES_SECRET_ACCESS_KEY": bucket_secret})
+    pages: list[str] = []
     run = run_submit(article=article, model="tiny-sd", seed=4242, count=2, width=64, height=64, steps=2)
 
     wait_finished(run, worker=worker)
@@ -119,6 +123,7 @@ def test_a_worker_writes_candidates_to_the_bucket_and_the_web_streams_them(
 
         response = editor_client.get(reverse("gallery:candidate_detail", args=[candidate.pk]))
         assert response.status_code == 200
+        pages.append(response.content.decode())
         assert reverse("gallery:candidate_image", args=[candidate.pk]) in response.content.decode()
     assert local_candidate_files() == []
 
@@ -136,3 +141,9 @@ def test_a_worker_writes_candidates_to_the_bucket_and_the_web_streams_them(
     publish_dir = Path(settings.PUBLISH_DIR)
     assert all((publish_dir / row["key"]).is_file() for row in publication.renditions)
     assert local_candidate_files() == []
+
+    # No secret in any log line or page: the bucket's key and the signing key.
+    pages += [editor_client.get(url).content.decode() for url in (article.get_absolute_url(), "/healthz")]
+    for secret in (bucket_secret, settings.SECRET_KEY):
+        assert secret not in worker.output()
+        assert not any(secret in page for page in pages)
