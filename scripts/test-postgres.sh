@@ -7,7 +7,8 @@
 #        scripts/test-postgres.sh TEST_PATH... [pytest options] (only those)
 # HOFFDESK_TEST_PG_PORT picks another port (one server per port on a machine).
 # The tests that restart the server under a worker (tests/generation/test_faults.py) read
-# HOFFDESK_TEST_PG_CTL, _DATA, _LOG and _USER (who runs pg_ctl; empty: this user), exported here.
+# HOFFDESK_TEST_PG_CTL, _DATA, _LOG, _OPTIONS (the server's, for a start after a stop) and _USER
+# (who runs pg_ctl; empty: this user), exported here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,10 +27,11 @@ stop() {
 trap stop EXIT
 
 "${AS[@]}" "$PGBIN/initdb" -D "$PGDIR/data" -A trust -U hoffdesk >/dev/null
-"${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w \
-  -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+PGOPTS="-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c fsync=off"
+"${AS[@]}" "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/server.log" -w -o "$PGOPTS" start >/dev/null
 
 export HOFFDESK_TEST_PG_CTL="$PGBIN/pg_ctl" HOFFDESK_TEST_PG_DATA="$PGDIR/data" HOFFDESK_TEST_PG_LOG="$PGDIR/server.log"
+export HOFFDESK_TEST_PG_OPTIONS="$PGOPTS"
 export HOFFDESK_TEST_PG_USER=""
 [ "$(id -u)" -eq 0 ] && HOFFDESK_TEST_PG_USER=postgres
 

@@ -34,6 +34,25 @@ def database_url() -> str:
     return f"postgres://{auth}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
+def pg_ctl(action: str, *options: str) -> None:
+    """``pg_ctl <action>`` on the PostgreSQL server scripts/test-postgres.sh started (its
+    ``HOFFDESK_TEST_PG_*`` variables), waiting for it to finish; e.g. ``pg_ctl("stop", "-m", "fast")``."""
+    as_user = (
+        ["runuser", "-u", os.environ["HOFFDESK_TEST_PG_USER"], "--"] if os.environ.get("HOFFDESK_TEST_PG_USER") else []
+    )
+    data, log = os.environ["HOFFDESK_TEST_PG_DATA"], os.environ["HOFFDESK_TEST_PG_LOG"]
+    if action == "start":  # a restart reuses the running server's options; a start needs them
+        options = ("-o", os.environ["HOFFDESK_TEST_PG_OPTIONS"], *options)
+    command = [*as_user, os.environ["HOFFDESK_TEST_PG_CTL"], "-D", data, "-l", log, *options, "-w", action]
+    subprocess.run(command, check=True, capture_output=True, timeout=60)
+
+
+needs_pg_ctl = pytest.mark.skipif(
+    "HOFFDESK_TEST_PG_OPTIONS" not in os.environ or connection.vendor != "postgresql",
+    reason="stops or restarts the PostgreSQL server of scripts/test-postgres.sh (its HOFFDESK_TEST_PG_* variables)",
+)
+
+
 def worker_env(**overrides: str) -> dict[str, str]:
     """The environment of a worker process that shares this test's database and folders."""
     env = dict(os.environ)

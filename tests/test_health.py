@@ -10,6 +10,7 @@ import time
 import urllib.error
 import urllib.request
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -65,17 +66,10 @@ def test_an_idle_worker_keeps_beating_and_healthz_sees_it(start_worker, client) 
     assert client.get("/healthz").json()["gpu_worker"]["age_seconds"] < 5
 
 
-@pytest.mark.slow
-def test_healthz_answers_503_when_the_database_cannot_be_reached(tmp_path) -> None:
-    """A real WSGI server whose database file cannot be opened (its folder does not exist).
-    (runserver itself refuses to start without a database, so the app is served by wsgiref.)"""
+def serve_wsgi(env: dict[str, str]) -> tuple[subprocess.Popen[bytes], int]:
+    """The app behind a real WSGI server (wsgiref) in a child process, and its port.
+    (runserver itself refuses to start without a database.)"""
     port = free_port()
-    env = {
-        **os.environ,
-        "HOFFDESK_DATA_DIR": str(tmp_path / "data"),
-        "DATABASE_URL": f"sqlite:///{tmp_path}/missing-folder/db.sqlite3",
-        "HOFFDESK_SECRET_KEY": "x" * 50,
-    }
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -88,20 +82,38 @@ def test_healthz_answers_503_when_the_database_cannot_be_reached(tmp_path) -> No
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    return proc, port
+
+
+def get_healthz(port: int, timeout: float = 30) -> tuple[int, dict[str, Any]]:
+    """Status and JSON body of /healthz, waiting up to ``timeout`` seconds for the server to listen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+        except (ConnectionError, urllib.error.URLError):
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.3)
+
+
+UNREACHABLE = {"status": "error", "database": "unreachable", "error": "OperationalError"}
+
+
+@pytest.mark.slow
+def test_healthz_answers_503_when_the_database_cannot_be_reached(tmp_path) -> None:
+    """A real WSGI server whose database file cannot be opened (its folder does not exist)."""
+    env = {
+        **os.environ,
+        "HOFFDESK_DATA_DIR": str(tmp_path / "data"),
+        "DATABASE_URL": f"sqlite:///{tmp_path}/missing-folder/db.sqlite3",
+        "HOFFDESK_SECRET_KEY": "x" * 50,
+    }
+    proc, port = serve_wsgi(env)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
-                raise AssertionError("healthz answered 200 without a database")
-            except urllib.error.HTTPError as exc:
-                assert exc.code == 503
-                body = json.loads(exc.read())
-                break
-            except (ConnectionError, urllib.error.URLError):
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.3)
-        assert body == {"status": "error", "database": "unreachable", "error": "OperationalError"}
+        assert get_healthz(port) == (503, UNREACHABLE)
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -26,7 +26,8 @@ from django.db import connection
 from generation.models import GenerationRun
 from generation.recovery import _process_alive
 from generation.services import run_submit
-from tests.conftest import ROOT, Worker, wait_finished, wait_for, worker_env
+from tests.conftest import ROOT, Worker, needs_pg_ctl, pg_ctl, wait_finished, wait_for, worker_env
+from tests.test_health import UNREACHABLE, get_healthz, serve_wsgi
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -263,36 +264,7 @@ def test_a_worker_stopped_past_stale_after_loses_its_run_once_and_deletes_what_i
 # --- the database server restarted under a running worker -----------------------------------------
 
 
-def restart_postgres() -> None:
-    """``pg_ctl restart`` of the server scripts/test-postgres.sh started (fast: connections cut)."""
-    pg_ctl = os.environ["HOFFDESK_TEST_PG_CTL"]
-    as_user = (
-        ["runuser", "-u", os.environ["HOFFDESK_TEST_PG_USER"], "--"] if os.environ.get("HOFFDESK_TEST_PG_USER") else []
-    )
-    subprocess.run(
-        [
-            *as_user,
-            pg_ctl,
-            "-D",
-            os.environ["HOFFDESK_TEST_PG_DATA"],
-            "-l",
-            os.environ["HOFFDESK_TEST_PG_LOG"],
-            "-m",
-            "fast",
-            "-w",
-            "restart",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-
-
-@pytest.mark.skipif(
-    "HOFFDESK_TEST_PG_CTL" not in os.environ,
-    reason="needs the server's pg_ctl and data folder (HOFFDESK_TEST_PG_*, exported by scripts/test-postgres.sh)",
-)
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="restarts a PostgreSQL server (scripts/test-postgres.sh)")
+@needs_pg_ctl
 def test_the_database_restarted_under_a_running_worker_the_run_still_succeeds_once(start_worker, article) -> None:
     worker = start_worker()
     run = run_submit(article=article, model="tiny-sd", seed=800, count=2, width=128, height=128, steps=60)
@@ -302,7 +274,7 @@ def test_the_database_restarted_under_a_running_worker_the_run_still_succeeds_on
         return run.status == Status.RUNNING and run.progress_step >= 3
 
     wait_for(midway, 90, "the run to be midway", worker)
-    restart_postgres()
+    pg_ctl("restart", "-m", "fast")
     connection.close()  # this test's own connection was cut too
 
     wait_finished(run, timeout=120, worker=worker)
@@ -314,3 +286,24 @@ def test_the_database_restarted_under_a_running_worker_the_run_still_succeeds_on
     later = run_submit(article=article, model="tiny-sd", seed=801, count=1, width=64, height=64, steps=2)
     wait_finished(later, timeout=90, worker=worker)
     assert_made_exactly_once(later, attempts=1)
+
+
+@needs_pg_ctl
+def test_healthz_answers_503_while_postgresql_is_stopped_and_200_again_once_it_is_back() -> None:
+    """The same server process before, during and after a PostgreSQL outage: its kept connection
+    breaks, /healthz says so, and the next request after the restart connects again."""
+    proc, port = serve_wsgi(worker_env())
+    try:
+        status, body = get_healthz(port)
+        assert status == 200 and body["database"] == "ok", body
+        connection.close()
+        pg_ctl("stop", "-m", "fast")
+        try:
+            assert get_healthz(port) == (503, UNREACHABLE)
+        finally:
+            pg_ctl("start")
+        status, body = get_healthz(port)
+        assert status == 200 and body["database"] == "ok", body
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
