@@ -38,13 +38,8 @@ from api.compat import (
 from api.models import ApiToken
 from generation.models import GenerationRun, RequestedVia
 from generation.profiles import UnknownProfile, all_profiles, get_profile
-from generation.services import (
-    MAX_VARIATION_STRENGTH,
-    MIN_VARIATION_STRENGTH,
-    QueueLimitReached,
-    run_cancel,
-    run_submit,
-)
+from generation.services import QueueLimitReached, run_cancel, run_submit
+from generation.validation import MAX_VARIATION_STRENGTH, MIN_VARIATION_STRENGTH
 
 logger = logging.getLogger(__name__)
 

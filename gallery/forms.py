@@ -5,9 +5,9 @@ from typing import Any
 from django import forms
 
 from gallery.models import Article
-from generation.models import Candidate, GenerationRun, StylePreset
+from generation.models import Candidate, GenerationRun, RegenerateMode, StylePreset
 from generation.profiles import MAX_SEED, profile_choices
-from generation.services import CANDIDATE_ONLY_MODES, RegenerateMode
+from generation.validation import CANDIDATE_ONLY_MODES
 
 
 class GenerateForm(forms.Form):
