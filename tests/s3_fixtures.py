@@ -413,3 +413,39 @@ def publish_storage_r2(settings: Any, r2_env: dict[str, str]) -> Iterator[Any]:
         yield storages["publish"]
     finally:
         reset_storages()
+
+
+@pytest.fixture
+def candidates_env(s3_server: S3Server, s3_bucket: str) -> dict[str, str]:
+    """The four HOFFDESK_CANDIDATES_* variables pointing at the proxy, for the worker."""
+    return {
+        "HOFFDESK_CANDIDATES_ENDPOINT_URL": s3_server.endpoint_url,
+        "HOFFDESK_CANDIDATES_BUCKET": s3_bucket,
+        "HOFFDESK_CANDIDATES_ACCESS_KEY_ID": s3_server.access_key,
+        "HOFFDESK_CANDIDATES_SECRET_ACCESS_KEY": s3_server.secret_key,
+    }
+
+
+@pytest.fixture
+def candidates_on_s3(settings: Any, candidates_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """STORAGES["candidates"] switched, in this process, to the S3 storage settings.py makes from
+    ``candidates_env``; yields ``storages["candidates"]``.
+
+    ``Candidate.image`` is a FileField with ``storage=candidate_storage``: Django calls that once,
+    when the model class is built, so the field keeps the storage of the settings at import time.
+    A process started with the variables gets the S3 storage there; this one switches after
+    import, so the field's storage is switched here too."""
+    from django.core.files.storage import storages
+
+    from generation.models import Candidate
+    from hoffdesk_images.settings import s3_storage
+
+    candidates = s3_storage(candidates_env, "HOFFDESK_CANDIDATES_", public_base_url=None)
+    settings.STORAGES = {**settings.STORAGES, "candidates": candidates}
+    reset_storages()
+    storage = storages["candidates"]
+    monkeypatch.setattr(Candidate._meta.get_field("image"), "storage", storage)
+    try:
+        yield storage
+    finally:
+        reset_storages()

@@ -6,59 +6,24 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
-from django.core.files.storage import storages
 from django.urls import reverse
 
 from gallery.models import Publication
 from gallery.publishing import publication_request, publication_run
 from gallery.templatetags.gallery_tags import thumb_url
-from generation.models import Candidate, GenerationRun, candidate_file_name
+from generation.models import GenerationRun, candidate_file_name
 from generation.services import run_submit
 from generation.thumbnails import THUMBNAIL_WIDTHS, thumbnail_name
-from hoffdesk_images.settings import s3_storage
 from tests.conftest import wait_finished, wait_for
 from tests.gallery.test_publishing import approved_candidate
-from tests.s3_fixtures import S3Server, reset_storages
 from tests.test_storage_settings import assert_r2_compatible
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def candidates_env(s3_server: S3Server, s3_bucket: str) -> dict[str, str]:
-    """The four HOFFDESK_CANDIDATES_* variables pointing at the proxy, for the worker."""
-    return {
-        "HOFFDESK_CANDIDATES_ENDPOINT_URL": s3_server.endpoint_url,
-        "HOFFDESK_CANDIDATES_BUCKET": s3_bucket,
-        "HOFFDESK_CANDIDATES_ACCESS_KEY_ID": s3_server.access_key,
-        "HOFFDESK_CANDIDATES_SECRET_ACCESS_KEY": s3_server.secret_key,
-    }
-
-
-@pytest.fixture
-def candidates_on_s3(settings: Any, candidates_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """STORAGES["candidates"] switched, in this process, to the S3 storage settings.py makes from
-    ``candidates_env``; yields ``storages["candidates"]``.
-
-    ``Candidate.image`` is a FileField with ``storage=candidate_storage``: Django calls that once,
-    when the model class is built, so the field keeps the storage of the settings at import time.
-    A process started with the variables gets the S3 storage there; this one switches after
-    import, so the field's storage is switched here too."""
-    candidates = s3_storage(candidates_env, "HOFFDESK_CANDIDATES_", public_base_url=None)
-    settings.STORAGES = {**settings.STORAGES, "candidates": candidates}
-    reset_storages()
-    storage = storages["candidates"]
-    monkeypatch.setattr(Candidate._meta.get_field("image"), "storage", storage)
-    try:
-        yield storage
-    finally:
-        reset_storages()
 
 
 def local_candidate_files() -> list[Path]:

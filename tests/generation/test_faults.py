@@ -4,7 +4,7 @@ the images, a full disk while saving, a worker stopped (SIGSTOP) for longer than
 lost, nothing half-written, and recovers with no hand repair.
 
 The worker that is slow to save (to open a window for a kill or a stop) is a real ``qcluster``
-started through ``SLOW_SAVE_QCLUSTER`` below: it wraps the candidates storage before django-q2
+started through ``SLOW_SAVE_QCLUSTER`` (tests/generation/conftest.py): it wraps the candidates storage before django-q2
 forks its worker processes. There is no test hook in the application's code.
 """
 
@@ -14,8 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,54 +25,13 @@ from django.db import connection
 from generation.models import GenerationRun
 from generation.recovery import _process_alive
 from generation.services import run_submit
-from tests.conftest import ROOT, Worker, needs_pg_ctl, pg_ctl, wait_finished, wait_for, worker_env
+from tests.conftest import needs_pg_ctl, pg_ctl, wait_finished, wait_for, worker_env
+from tests.generation.conftest import can_make_uts_namespace
 from tests.test_health import UNREACHABLE, get_healthz, serve_wsgi
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 Status = GenerationRun.Status
-
-# A qcluster whose candidate saves are slow: after each PNG it writes the saved name to
-# $FAULT_MARKER and sleeps $FAULT_SAVE_PAUSE seconds. With $FAULT_HOSTNAME (and started in a
-# UTS namespace of its own, ``unshare --uts``) it is a worker on another host, so the sweep
-# judges it by its heartbeat and not by its pid. django-q2 forks its worker processes from
-# this one (Linux, Python 3.11: fork), so they inherit the wrapped storage.
-SLOW_SAVE_QCLUSTER = r"""
-import os, socket, sys, time
-from pathlib import Path
-
-sys.path.insert(0, os.environ["FAULT_ROOT"])
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hoffdesk_images.settings")
-if os.environ.get("FAULT_HOSTNAME"):
-    socket.sethostname(os.environ["FAULT_HOSTNAME"])
-import django
-
-django.setup()
-from generation import tasks
-
-real_storage = tasks.candidate_storage
-
-
-class SlowSave:
-    def __init__(self, real):
-        self.real = real
-
-    def save(self, name, content, max_length=None):
-        saved = self.real.save(name, content, max_length=max_length)
-        with open(os.environ["FAULT_MARKER"], "a") as marker:
-            marker.write(saved + "\n")
-        time.sleep(float(os.environ["FAULT_SAVE_PAUSE"]))
-        return saved
-
-    def __getattr__(self, attr):
-        return getattr(self.real, attr)
-
-
-tasks.candidate_storage = lambda: SlowSave(real_storage())
-from django.core.management import execute_from_command_line
-
-execute_from_command_line(["manage.py", "qcluster"])
-"""
 
 
 def run_files(run: GenerationRun) -> list[Path]:
@@ -95,42 +53,6 @@ def assert_made_exactly_once(run: GenerationRun, attempts: int) -> None:
 
 def worker_pid(run: GenerationRun) -> int:
     return int(run.worker.rsplit(":", 1)[1])
-
-
-@pytest.fixture
-def start_slow_saver(start_worker, tmp_path: Path) -> Iterator[Callable[..., tuple[Worker, Path]]]:
-    """Start a slow-saving qcluster (``SLOW_SAVE_QCLUSTER``); returns it and its marker file."""
-    started: list[Worker] = []
-
-    def start(pause: float, hostname: str = "", **env: str) -> tuple[Worker, Path]:
-        marker = tmp_path / f"saved-{len(started)}.txt"
-        log = tmp_path / f"slow-qcluster-{len(started)}.log"
-        command = [sys.executable, "-c", SLOW_SAVE_QCLUSTER]
-        if hostname:
-            command = ["unshare", "--uts", *command]
-        proc = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env=worker_env(
-                FAULT_ROOT=str(ROOT),
-                FAULT_MARKER=str(marker),
-                FAULT_SAVE_PAUSE=str(pause),
-                FAULT_HOSTNAME=hostname,
-                **env,
-            ),
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        worker = Worker(proc, log)
-        started.append(worker)
-        return worker, marker
-
-    yield start
-    for worker in started:
-        if worker.proc.poll() is None:
-            os.killpg(worker.proc.pid, signal.SIGCONT)  # a stopped cluster cannot stop
-        worker.stop()
 
 
 # --- the worker killed while it saves the images ------------------------------------------------
@@ -217,12 +139,6 @@ def test_a_full_disk_while_saving_fails_the_run_with_the_reason_and_no_half_writ
 
 
 # --- a worker stopped for longer than HOFFDESK_STALE_AFTER, then resumed ---------------------------
-
-
-def can_make_uts_namespace() -> bool:
-    if shutil.which("unshare") is None:
-        return False
-    return subprocess.run(["unshare", "--uts", "true"], capture_output=True).returncode == 0
 
 
 @pytest.mark.skipif(not can_make_uts_namespace(), reason="needs `unshare --uts` (root) to run a worker as another host")

@@ -16,10 +16,11 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from generation.models import GenerationRun, WorkerHeartbeat
+from generation.models import Candidate, GenerationRun, WorkerHeartbeat
 from generation.recovery import _process_alive
 from generation.services import run_submit
 from tests.conftest import Worker, wait_finished, wait_for
+from tests.generation.conftest import can_make_uts_namespace
 
 pytestmark = [
     pytest.mark.worker,
@@ -131,3 +132,46 @@ def test_a_cluster_killed_mid_run_leaves_its_run_to_the_other_exactly_once(start
     assert cluster_of(int(run.worker.rsplit(":", 1)[1]), first, second) is survivor
     assert claims_in(survivor.output(), run) == ["2"]
     assert_made_exactly_once(nudge)
+
+
+@pytest.mark.skipif(
+    not can_make_uts_namespace(), reason="needs `unshare --uts` (root) to run a cluster as another host"
+)
+def test_two_boxes_on_one_bucket_a_box_killed_while_saving_its_run_is_made_once_by_the_other(
+    start_worker, start_slow_saver, candidates_env, candidates_on_s3, s3_server, s3_bucket, article
+) -> None:
+    """Two GPU boxes as an operator runs them: box B is another host (a UTS namespace of its
+    own, so only its heartbeat speaks for it), both share PostgreSQL and keep candidates in one
+    S3 bucket. B is killed with ``kill -9`` after saving its first image to the bucket; box A
+    takes the run once B's heartbeat is stale, makes it once, and deletes B's image: the bucket
+    holds exactly what the rows point at."""
+    box_b, marker = start_slow_saver(pause=60, hostname="gpu-box-b", **candidates_env, **ONE_THREAD)
+    run = run_submit(article=article, model="tiny-sd", seed=600, count=2, width=64, height=64, steps=2)
+    wait_for(marker.exists, 90, "box B to save its first image to the bucket", box_b)
+    run.refresh_from_db()
+    assert run.status == Status.RUNNING and run.worker.startswith("gpu-box-b:")
+    first_image = marker.read_text().split()
+    assert first_image == [f"runs/{run.pk:06d}/a1-00-seed600.png"]
+    assert set(s3_server.objects(s3_bucket, with_bodies=False)) == set(first_image)
+    box_b.kill_hard()
+    silent = GenerationRun.objects.filter(GenerationRun.stale_heartbeat(3), pk=run.pk)
+    wait_for(silent.exists, 30, "box B's heartbeat to be 3 s old")
+
+    box_a = start_worker(HOFFDESK_STALE_AFTER="3", **candidates_env, **ONE_THREAD)
+    # Its start-up sweep, or the sweep before the next task, finds B silent and queues the run.
+    # (The light cluster's every-minute sweep would too; test_stuck_runs.py shows that one.)
+    nudge = run_submit(article=article, model="tiny-sd", seed=7, count=1, width=64, height=64, steps=1)
+    wait_finished(nudge, timeout=120, worker=box_a)
+    wait_finished(run, timeout=120, worker=box_a)
+
+    assert run.status == Status.SUCCEEDED, run.error
+    assert run.attempts == 2 and not run.worker.startswith("gpu-box-b:")
+    assert claims_in(box_a.output(), run) == ["2"]
+    assert "gpu-box-b:" in box_a.output() and "silent heartbeat" in box_a.output()
+    rows = {str(c.image.name) for c in Candidate.objects.filter(run__in=[run, nudge])}
+    assert sorted(Path(name).name for name in rows if f"/{run.pk:06d}/" in name) == [
+        "a2-00-seed600.png",
+        "a2-01-seed601.png",
+    ]
+    pngs = {key for key in s3_server.objects(s3_bucket, with_bodies=False) if key.startswith("runs/")}
+    assert pngs == rows, "the bucket should hold exactly the images the rows point at"
