@@ -282,16 +282,18 @@ def run_cancel(*, run: GenerationRun) -> bool:
     return run_cancel_and_discard(run=run)
 
 
-def run_discard_files(*, run: GenerationRun) -> None:
+def run_discard_files(*, run: GenerationRun, before_attempt: int | None = None) -> None:
     """Delete the image files that any of a run's attempts may have written and no row points at.
 
     Each attempt writes names of its own (``candidate_file_name``), so this looks at every
-    attempt so far, and at the names from before names carried the attempt.
+    attempt so far, and at the names from before names carried the attempt. With
+    ``before_attempt``, only the attempts before that one: what a live attempt clears away
+    before it records its own success.
     """
     storage = candidate_storage()
     recorded = set(run.candidates.values_list("image", flat=True))
     current = GenerationRun.objects.filter(pk=run.pk).values_list("attempts", flat=True).first()
-    attempts = max(run.attempts, current or 0, 1)
+    attempts = max(run.attempts, current or 0, 1) if before_attempt is None else before_attempt - 1
     for index, seed in enumerate(run.seeds):
         names = [candidate_file_name(run.pk, index, seed, attempt=a) for a in range(1, attempts + 1)]
         names.append(f"runs/{run.pk:06d}/{index:02d}-seed{seed}.png")  # before names carried the attempt

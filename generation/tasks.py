@@ -321,13 +321,16 @@ def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
     except OSError as exc:
         # The caller fails the run; run_discard_files then deletes what this attempt wrote.
         raise CouldNotSave(_save_error_message(exc)) from exc
+    if attempt > 1:
+        # What earlier attempts wrote before they died: no row will ever point at it (only a live
+        # attempt records rows), so it goes before the success, and a run that shows succeeded
+        # has exactly its own files in storage.
+        run_discard_files(run=run, before_attempt=attempt)
     won = _commit_success(run, result, names)
     if won:
         logger.info(
             "run %s succeeded: load %.2f s, pipeline %.2f s", run.pk, result.load_seconds, result.inference_seconds
         )
-        if attempt > 1:
-            run_discard_files(run=run)  # what earlier attempts wrote before they died
         _make_thumbnails(run, result)
         return "succeeded"
     # Lost: cancelled, or the run is another attempt's now. These names are this attempt's alone.
