@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
+from django.db import connection
 from django.urls import reverse
 
 from generation.models import GenerationRun
@@ -43,3 +46,31 @@ def test_zero_means_no_limit(article, editor, settings) -> None:
     for seed in range(12):
         run_submit(article=article, model="tiny-sd", seed=seed, count=1, requested_by=editor)
     assert GenerationRun.objects.count() == 12
+
+
+@pytest.mark.django_db(transaction=True)
+def test_submits_racing_at_the_limit_queue_only_up_to_it(article, editor, settings) -> None:
+    """Four submits released together by one user with one place left: the user's row is locked
+    before counting, so exactly one is queued and three are refused (on SQLite and PostgreSQL)."""
+    settings.HOFFDESK_USER_QUEUE_LIMIT = 2
+    run_submit(article=article, model="tiny-sd", seed=1, count=1, requested_by=editor)
+    start = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def submit(seed: int) -> None:
+        try:
+            start.wait()
+            run_submit(article=article, model="tiny-sd", seed=seed, count=1, requested_by=editor)
+            outcomes.append("queued")
+        except QueueLimitReached:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit, args=(10 + i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes) == ["queued", "refused", "refused", "refused"]
+    assert GenerationRun.objects.filter(requested_by=editor).count() == 2
