@@ -124,7 +124,11 @@ def run_generate(run_id: int) -> str:
     worker pid and no heartbeat, which no sweep would ever take away.
     """
     close_old_connections()
-    runs_record_unrecorded_failures()
+    try:
+        runs_record_unrecorded_failures()
+    except Exception:
+        logger.exception("run %s: recording earlier failures before the claim failed; claiming anyway", run_id)
+        close_old_connections()
     # Each task also sweeps for runs orphaned by workers elsewhere (silent heartbeat), so a dead
     # GPU box's run is taken up by any busy worker, not only by one that restarts. A failing
     # sweep must not stop the claim: the task would be acknowledged and its run left queued.
