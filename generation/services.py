@@ -6,6 +6,7 @@ recovering runs left by a dead worker is ``generation.recovery``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -282,21 +283,27 @@ def run_cancel(*, run: GenerationRun) -> bool:
     return run_cancel_and_discard(run=run)
 
 
-def run_discard_files(*, run: GenerationRun, before_attempt: int | None = None) -> None:
-    """Delete the image files that any of a run's attempts may have written and no row points at.
+def run_discard_files(*, run: GenerationRun, attempts: Iterable[int] | None = None) -> None:
+    """Delete the image files that a run's attempts may have written and no row points at.
 
-    Each attempt writes names of its own (``candidate_file_name``), so this looks at every
-    attempt so far, and at the names from before names carried the attempt. With
-    ``before_attempt``, only the attempts before that one: what a live attempt clears away
-    before it records its own success.
+    Each attempt writes names of its own (``candidate_file_name``), so by default this looks at
+    every attempt so far, and at the names from before names carried the attempt. With
+    ``attempts``, only those: a live attempt clears the earlier ones' files before it records its
+    success, and its own before it records its failure, so a run that shows finished has exactly
+    its own files in storage. (Never another attempt that may still be live: its files are on
+    their way to its rows.)
     """
     storage = candidate_storage()
     recorded = set(run.candidates.values_list("image", flat=True))
-    current = GenerationRun.objects.filter(pk=run.pk).values_list("attempts", flat=True).first()
-    attempts = max(run.attempts, current or 0, 1) if before_attempt is None else before_attempt - 1
+    legacy = attempts is None
+    if attempts is None:
+        current = GenerationRun.objects.filter(pk=run.pk).values_list("attempts", flat=True).first()
+        attempts = range(1, max(run.attempts, current or 0, 1) + 1)
+    attempt_numbers = list(attempts)
     for index, seed in enumerate(run.seeds):
-        names = [candidate_file_name(run.pk, index, seed, attempt=a) for a in range(1, attempts + 1)]
-        names.append(f"runs/{run.pk:06d}/{index:02d}-seed{seed}.png")  # before names carried the attempt
+        names = [candidate_file_name(run.pk, index, seed, attempt=a) for a in attempt_numbers]
+        if legacy:
+            names.append(f"runs/{run.pk:06d}/{index:02d}-seed{seed}.png")  # before names carried the attempt
         for name in names:
             if name not in recorded and storage.exists(name):
                 storage.delete(name)

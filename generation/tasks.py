@@ -143,6 +143,7 @@ def run_generate(run_id: int) -> str:
     if not run.claim(settings.HOFFDESK_RUN_MAX_ATTEMPTS):
         logger.info("run %s not claimed: it is %s", run_id, run.status)
         return f"not claimed: {run.status}"
+    attempt = run.attempts
     heartbeat: _Heartbeat | None = None
     try:
         logger.info(
@@ -161,7 +162,7 @@ def run_generate(run_id: int) -> str:
         heartbeat.start()
         return _execute(run)
     except Exception as exc:
-        return _fail_after_error(run, exc)
+        return _fail_after_error(run, exc, attempt=attempt)
     finally:
         if heartbeat is not None:
             heartbeat.stopped.set()
@@ -200,7 +201,7 @@ def _failure_message(exc: BaseException) -> str:
     return f"Unexpected error in the worker: {type(exc).__name__}: {exc}"
 
 
-def _fail_after_error(run: GenerationRun, exc: Exception, tries: int = 3) -> str:
+def _fail_after_error(run: GenerationRun, exc: Exception, *, attempt: int, tries: int = 3) -> str:
     """Fail this attempt of ``run`` after ``exc`` and delete the files no row points at.
 
     The database may be what broke, so the write is tried again on a fresh connection: a run left
@@ -208,6 +209,10 @@ def _fail_after_error(run: GenerationRun, exc: Exception, tries: int = 3) -> str
     """
     message = _failure_message(exc)
     logger.error("run %s failed: %s", run.pk, message, exc_info=exc)
+    # The instance may have been refreshed since the claim (a lost run shows the attempt that
+    # took over): every write below is about this attempt, ``attempt``, and only it.
+    run.attempts = attempt
+    _discard_own_files(run)
     for attempt in range(1, tries + 1):
         try:
             failed = run.fail(message)
@@ -270,10 +275,22 @@ def runs_record_unrecorded_failures() -> list[int]:
     return recorded
 
 
+def _discard_own_files(run: GenerationRun) -> None:
+    """Before this attempt records its failure: delete what it wrote (a half-written file
+    included), so that a run that shows failed has no stray files. Only its own names, which
+    no other attempt writes and no row points at; if the database cannot say which rows exist,
+    this waits for the clean-up after the failure is written."""
+    try:
+        run_discard_files(run=run, attempts=[run.attempts])
+    except Exception:
+        logger.warning("run %s: deleting this attempt's files before failing it failed", run.pk, exc_info=True)
+
+
 def _execute(run: GenerationRun) -> str:
     from generation.engine.generate import Cancelled, Recipe, generate
     from generation.engine.loader import EngineError
 
+    attempt = run.attempts  # the claim's; the instance may be refreshed below
     profile = get_profile(run.profile_to_run)
     recipe = Recipe(
         stand_in_for=run.model_profile if run.is_stand_in else None,
@@ -298,11 +315,12 @@ def _execute(run: GenerationRun) -> str:
         return run.status
     except EngineError as exc:
         logger.warning("run %s failed: %s", run.pk, exc)
+        _discard_own_files(run)
         if run.fail(str(exc)):
             run_discard_files(run=run)
         return "failed"
     except Exception as exc:
-        return _fail_after_error(run, exc)
+        return _fail_after_error(run, exc, attempt=attempt)
     return _record_candidates(run, result)
 
 
@@ -329,7 +347,7 @@ def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
         # What earlier attempts wrote before they died: no row will ever point at it (only a live
         # attempt records rows), so it goes before the success, and a run that shows succeeded
         # has exactly its own files in storage.
-        run_discard_files(run=run, before_attempt=attempt)
+        run_discard_files(run=run, attempts=range(1, attempt))
     won = _commit_success(run, result, names)
     if won:
         logger.info(

@@ -182,7 +182,8 @@ def test_a_failure_written_while_the_database_is_locked_is_recorded_by_the_worke
     locker = sqlite3.connect(connection.settings_dict["NAME"])
     locker.execute("BEGIN EXCLUSIVE")
     try:
-        assert tasks._fail_after_error(run, RuntimeError("the profile table is broken"), tries=1) == "failed"
+        failure = RuntimeError("the profile table is broken")
+        assert tasks._fail_after_error(run, failure, attempt=run.attempts, tries=1) == "failed"
         status = locker.execute("SELECT status FROM generation_generationrun WHERE id = ?", (run.pk,)).fetchone()
         assert status == ("running",), "the write should have been refused while the lock is held"
     finally:
