@@ -67,6 +67,13 @@ class Article(models.Model):
         return reverse("gallery:article_detail", args=[self.slug])
 
 
+class PurgeStatus(models.TextChoices):
+    NONE = "", "Not asked"
+    PENDING = "pending", "Purging the CDN cache"
+    PURGED = "purged", "Purged from the CDN cache"
+    FAILED = "failed", "CDN purge failed"
+
+
 class Publication(ConditionalTransitions):
     """An approved candidate published as its article's hero: renditions uploaded to the
     ``publish`` storage under content-hash keys, then the article pointed at them.
@@ -74,12 +81,15 @@ class Publication(ConditionalTransitions):
     State machine (each arrow one conditional UPDATE)::
 
         publishing --all renditions uploaded--> published --unpublish--> unpublished
-            |  ^                                    \\--replaced by a newer hero--> replaced
-            v  |retry
+            |  ^   \\                                \\--replaced by a newer hero--> replaced
+            v  |retry \\--candidate no longer approved (rejected, undone)--> cancelled
            failed
 
     The article's ``hero_candidate`` and ``published_urls`` change only in the transaction that
-    marks a publication ``published``, so a half-done publish never shows on the blog.
+    marks a publication ``published``, so a half-done publish never shows on the blog. At most one
+    publication of an article is ``publishing`` at a time (a partial unique constraint, and the
+    services lock the article row), and a publishing publication records its object keys before
+    it looks for them in the storage, so an unpublish that deletes files can see they are in use.
     """
 
     class Status(models.TextChoices):
@@ -88,6 +98,7 @@ class Publication(ConditionalTransitions):
         FAILED = "failed", "Failed"
         UNPUBLISHED = "unpublished", "Unpublished"
         REPLACED = "replaced", "Replaced by a newer hero"
+        CANCELLED = "cancelled", "Cancelled"
 
     article = models.ForeignKey(Article, on_delete=models.CASCADE, related_name="publications")
     candidate = models.ForeignKey("generation.Candidate", on_delete=models.CASCADE, related_name="publications")
@@ -105,6 +116,12 @@ class Publication(ConditionalTransitions):
     )
     requested_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Deleting files is not a takedown on a CDN (they are cached for HOFFDESK_PUBLISH_CACHE_SECONDS):
+    # when Cloudflare is configured, the deleted files' URLs are purged from its cache too.
+    purge_status = models.CharField(max_length=8, choices=PurgeStatus.choices, blank=True, default="")
+    purge_urls = models.JSONField(default=list, blank=True)
+    purge_error = models.TextField(blank=True)
+    purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-requested_at", "-id"]
@@ -112,7 +129,10 @@ class Publication(ConditionalTransitions):
             models.CheckConstraint(
                 condition=Q(focal_x__gte=0, focal_x__lte=1, focal_y__gte=0, focal_y__lte=1),
                 name="publication_focal_point_inside",
-            )
+            ),
+            models.UniqueConstraint(
+                fields=["article"], condition=Q(status="publishing"), name="one_live_publication_per_article"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -136,6 +156,17 @@ class Publication(ConditionalTransitions):
             finished_at=timezone.now(),
         )
 
+    def record_renditions(self, renditions: list[dict[str, Any]]) -> bool:
+        """Name the keys this attempt will use, before it looks for them in the storage: from
+        here on an unpublish that deletes files keeps them."""
+        return self._transition(Q(status=self.Status.PUBLISHING), renditions=renditions)
+
+    def mark_cancelled(self, reason: str) -> bool:
+        """publishing -> cancelled: the candidate is no longer one an editor wants public."""
+        return self._transition(
+            Q(status=self.Status.PUBLISHING), status=self.Status.CANCELLED, error=reason, finished_at=timezone.now()
+        )
+
     def mark_failed(self, error: str) -> bool:
         return self._transition(
             Q(status=self.Status.PUBLISHING), status=self.Status.FAILED, error=error, finished_at=timezone.now()
@@ -147,6 +178,25 @@ class Publication(ConditionalTransitions):
 
     def unpublish(self) -> bool:
         return self._transition(Q(status=self.Status.PUBLISHED), status=self.Status.UNPUBLISHED)
+
+    def purge_requested(self, urls: list[str]) -> bool:
+        """Record that these deleted files' URLs are to be purged from the CDN (again, after a failure)."""
+        return self._transition(
+            ~Q(purge_status=PurgeStatus.PENDING),
+            purge_status=PurgeStatus.PENDING,
+            purge_urls=urls,
+            purge_error="",
+            purged_at=None,
+        )
+
+    def purge_finished(self, error: str = "") -> bool:
+        """pending -> purged, or failed with Cloudflare's answer."""
+        return self._transition(
+            Q(purge_status=PurgeStatus.PENDING),
+            purge_status=PurgeStatus.FAILED if error else PurgeStatus.PURGED,
+            purge_error=error,
+            purged_at=None if error else timezone.now(),
+        )
 
     def mark_replaced(self) -> bool:
         return self._transition(Q(status=self.Status.PUBLISHED), status=self.Status.REPLACED)

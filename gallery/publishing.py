@@ -1,10 +1,12 @@
-"""Publishing an approved candidate as its article's hero: services and the light-queue task.
+"""Publishing an approved candidate as its article's hero: services and the light-queue tasks.
 
 The web asks (``publication_request``); a task on the ``light`` cluster does the work
 (``publication_execute``), so a publish never waits behind a ten-minute GPU run. Renditions are
 stored under keys made of the article slug and each file's content hash: publishing the same
-image again uploads nothing, and a changed image gets a new URL (no CDN purge ever needed).
-The article points at the new files only once every one of them is uploaded.
+image again uploads nothing, and a changed image gets a new URL (a new hero needs no CDN purge).
+The article points at the new files only once every one of them is uploaded, and only while the
+candidate is still approved. Publish, re-publish, retry and unpublish of one article take turns
+on the article's row lock. Deleting files is not a takedown on a CDN: ``publication_purge``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage, storages
-from django.db import close_old_connections, transaction
+from django.db import IntegrityError, close_old_connections, transaction
 from django.utils import timezone
 
-from gallery.models import Article, Publication
+from gallery.cdn import PurgeFailed, cdn_purge_configured, cdn_purge_urls
+from gallery.models import Article, Publication, PurgeStatus
 from gallery.renditions import Rendition, TooSmall, renditions_make, suggested_generation_size
 from gallery.services import NOT_FILED, series_lock_from_hero
 from generation.models import Candidate
@@ -28,6 +31,10 @@ from generation.models import Candidate
 logger = logging.getLogger(__name__)
 
 MAX_ALT_TEXT = 500
+
+
+class PublishConflict(Exception):
+    """Another publish of the same article is running: one at a time per article."""
 
 
 class PublishError(Exception):
@@ -77,19 +84,42 @@ def publication_request(*, candidate: Candidate, by: Any, alt_text: str, focal: 
         raise ValidationError(errors)
     assert article is not None
     with transaction.atomic():
-        running = Publication.objects.filter(candidate=candidate, status=Publication.Status.PUBLISHING).first()
-        if running is not None:
-            return running
-        publication = Publication.objects.create(
-            article=article,
-            candidate=candidate,
-            alt_text=alt_text,
-            focal_x=focal[0],
-            focal_y=focal[1],
-            requested_by=by if getattr(by, "is_authenticated", False) else None,
-        )
+        _lock_article(article.pk)
+        _refuse_if_another_is_live(article.pk)
+        try:
+            with transaction.atomic():  # the partial unique constraint is the last word
+                publication = Publication.objects.create(
+                    article=article,
+                    candidate=candidate,
+                    alt_text=alt_text,
+                    focal_x=focal[0],
+                    focal_y=focal[1],
+                    requested_by=by if getattr(by, "is_authenticated", False) else None,
+                )
+        except IntegrityError:
+            _refuse_if_another_is_live(article.pk)
+            raise
         publication_enqueue(publication)
     return publication
+
+
+def _lock_article(article_id: int) -> None:
+    """Serialise publish, re-publish, retry and unpublish of one article: a row lock on
+    PostgreSQL; SQLite's IMMEDIATE transactions already take turns."""
+    list(Article.objects.select_for_update().filter(pk=article_id).values_list("pk", flat=True))
+
+
+def _refuse_if_another_is_live(article_id: int, *, besides: int | None = None) -> None:
+    live_ones = Publication.objects.filter(article_id=article_id, status=Publication.Status.PUBLISHING)
+    if besides is not None:
+        live_ones = live_ones.exclude(pk=besides)
+    live = live_ones.select_related("requested_by").first()
+    if live is not None:
+        who = f" by {live.requested_by}" if live.requested_by else ""
+        raise PublishConflict(
+            f"This article is already being published (candidate {live.candidate_id}, asked for{who} at "
+            f"{timezone.localtime(live.requested_at):%H:%M:%S}): wait for it to finish, then publish again."
+        )
 
 
 def publication_enqueue(publication: Publication) -> None:
@@ -102,7 +132,10 @@ def publication_enqueue(publication: Publication) -> None:
 
 
 def publication_retry(*, publication: Publication) -> bool:
+    """failed -> publishing again; ``PublishConflict`` while another publish of the article runs."""
     with transaction.atomic():
+        _lock_article(publication.article_id)
+        _refuse_if_another_is_live(publication.article_id, besides=publication.pk)
         if not publication.retry():
             return False
         publication_enqueue(publication)
@@ -141,15 +174,16 @@ def _is_permanent(exc: Exception) -> str | None:
     return None
 
 
-def _upload_all(storage: Storage, article: Article, renditions: list[Rendition]) -> tuple[dict[str, str], int]:
-    """Upload every rendition, retrying network errors with backoff; (urls, uploads made)."""
-    urls: dict[str, str] = {}
-    uploaded = 0
+def _upload_all(storage: Storage, article: Article, renditions: list[Rendition]) -> list[str]:
+    """Upload every rendition not already stored, retrying network errors with backoff; returns
+    the keys this call uploaded (the objects that exist only because of it)."""
+    uploaded: list[str] = []
     for rendition in renditions:
         key = rendition_key(article, rendition)
         for attempt in range(1, settings.HOFFDESK_PUBLISH_MAX_ATTEMPTS + 1):
             try:
-                uploaded += _upload(storage, key, rendition)
+                if _upload(storage, key, rendition):
+                    uploaded.append(key)
                 break
             except Exception as exc:
                 permanent = _is_permanent(exc)
@@ -162,11 +196,12 @@ def _upload_all(storage: Storage, article: Article, renditions: list[Rendition])
                 delay = settings.HOFFDESK_PUBLISH_RETRY_SECONDS * 2 ** (attempt - 1)
                 logger.warning("upload of %s failed (%s); trying again in %.1f s", key, exc, delay)
                 time.sleep(delay)
-        urls[f"{rendition.name}.{rendition.extension}"] = storage.url(key)
-    return urls, uploaded
+    return uploaded
 
 
-def _rendition_rows(article: Article, renditions: list[Rendition], urls: dict[str, str]) -> list[dict[str, Any]]:
+def _rendition_rows(storage: Storage, article: Article, renditions: list[Rendition]) -> list[dict[str, Any]]:
+    """What the publication records of each file: known before anything is uploaded (a URL is
+    made from the key alone)."""
     return [
         {
             "name": r.name,
@@ -175,10 +210,42 @@ def _rendition_rows(article: Article, renditions: list[Rendition], urls: dict[st
             "height": r.height,
             "bytes": len(r.data),
             "key": rendition_key(article, r),
-            "url": urls[f"{r.name}.{r.extension}"],
+            "url": storage.url(rendition_key(article, r)),
         }
         for r in renditions
     ]
+
+
+def _keys_in_use(article_id: int, *, besides: int) -> set[str]:
+    """Keys that a publication of the article still needs: a published one, or one publishing
+    (it records its keys before it checks which exist). Call under ``_lock_article``."""
+    live = Publication.objects.filter(
+        article_id=article_id, status__in=[Publication.Status.PUBLISHING, Publication.Status.PUBLISHED]
+    ).exclude(pk=besides)
+    return {row["key"] for renditions in live.values_list("renditions", flat=True) for row in renditions}
+
+
+def _delete_unused(storage: Storage, article_id: int, keys: list[str], *, besides: int) -> list[str]:
+    """Delete those of ``keys`` no other live publication of the article uses; returns them."""
+    in_use = _keys_in_use(article_id, besides=besides)
+    deleted = [key for key in keys if key not in in_use]
+    for key in deleted:
+        storage.delete(key)
+    return deleted
+
+
+def _refusal(candidate_id: int) -> str | None:
+    """Why a candidate must not go public now, or None. Approved (or published, or unpublished
+    while a re-publish of it runs) is fine; rejected or undone to pending is the editor's no."""
+    candidate = Candidate.objects.select_related("reviewed_by").get(pk=candidate_id)
+    fine = (Candidate.Review.APPROVED, Candidate.Review.PUBLISHED, Candidate.Review.UNPUBLISHED)
+    if candidate.review_status in fine:
+        return None
+    who = f" by {candidate.reviewed_by}" if candidate.reviewed_by else ""
+    return (
+        f"Cancelled: candidate {candidate_id} is {candidate.review_status} now (changed{who} after the publish "
+        "was asked for), so it was not published; the article keeps its hero."
+    )
 
 
 def publication_execute(publication_id: int) -> str:
@@ -188,18 +255,36 @@ def publication_execute(publication_id: int) -> str:
 
 
 def publication_run(publication_id: int) -> str:
-    """Make the renditions, upload them, then point the article at them; returns the outcome."""
+    """Make the renditions, upload them, then point the article at them; returns the outcome
+    (published, cancelled, failed, superseded, nothing to do).
+
+    The candidate is checked before anything is uploaded and again, under locks on the article
+    and the candidate, in the transaction that makes it the hero: an editor who rejects or
+    undoes it meanwhile either wins (the publication is cancelled, the objects uploaded only for
+    it are deleted, the article keeps its hero) or finds it published (their click is refused).
+    """
     publication = Publication.objects.select_related("article", "candidate__run").filter(pk=publication_id).first()
     if publication is None or not publication.start_attempt():
         return "nothing to do"
     candidate, article = publication.candidate, publication.article
+    refusal = _refusal(candidate.pk)
+    if refusal:
+        publication.mark_cancelled(refusal)
+        logger.info("publication %s cancelled before uploading: %s", publication.pk, refusal)
+        return "cancelled"
+    storage = publish_storage()
     try:
         with candidate.image.open("rb") as fh:
             png = fh.read()
         renditions = renditions_make(
             png, alt_text=publication.alt_text, focal=(publication.focal_x, publication.focal_y)
         )
-        urls, uploaded = _upload_all(publish_storage(), article, renditions)
+        rows = _rendition_rows(storage, article, renditions)
+        with transaction.atomic():
+            _lock_article(article.pk)
+            if not publication.record_renditions(rows):
+                return "superseded"
+        uploaded = _upload_all(storage, article, renditions)
     except (PublishError, TooSmall) as exc:
         publication.mark_failed(str(exc))
         logger.warning("publication %s failed: %s", publication.pk, exc)
@@ -209,10 +294,19 @@ def publication_run(publication_id: int) -> str:
         publication.mark_failed(f"Unexpected error while publishing: {type(exc).__name__}: {exc}")
         return "failed"
     with transaction.atomic():
-        if not publication.mark_published(urls, _rendition_rows(article, renditions, urls), uploaded):
+        _lock_article(article.pk)
+        list(Candidate.objects.select_for_update().filter(pk=candidate.pk).values_list("pk", flat=True))
+        refusal = _refusal(candidate.pk)
+        if refusal:
+            publication.mark_cancelled(refusal)
+            _delete_unused(storage, article.pk, uploaded, besides=publication.pk)
+            logger.info("publication %s cancelled after uploading: %s", publication.pk, refusal)
+            return "cancelled"
+        urls = {f"{r.name}.{r.extension}": row["url"] for r, row in zip(renditions, rows, strict=True)}
+        if not publication.mark_published(urls, rows, len(uploaded)):
             return "superseded"
         _point_article_at(publication)
-    logger.info("publication %s published %s objects (%s new)", publication.pk, len(renditions), uploaded)
+    logger.info("publication %s published %s objects (%s new)", publication.pk, len(renditions), len(uploaded))
     return "published"
 
 
@@ -233,27 +327,69 @@ def _point_article_at(publication: Publication) -> None:
 
 def publication_unpublish(*, publication: Publication, by: Any, delete_objects: bool = False) -> bool:
     """Detach a published hero from its article; with ``delete_objects`` also remove its files
-    (keys another publication of the same image still uses are kept)."""
+    from the storage, except keys another publication of the article still uses (published, or
+    publishing: a re-publish of the same image uploads nothing). The decision and the deletes
+    happen under the article's lock, so a publish of the article waits for them or they see it.
+    Deleting files is not a takedown on a CDN; see ``publication_purge``."""
     with transaction.atomic():
+        _lock_article(publication.article_id)
         if not publication.unpublish():
             return False
         Candidate.objects.get(pk=publication.candidate_id).unpublish(by=by)
         Article.objects.filter(pk=publication.article_id, hero_candidate_id=publication.candidate_id).update(
             hero_candidate=None, published_urls={}, updated_at=timezone.now()
         )
-    if delete_objects:
-        still_used = {
-            row["key"]
-            for other in Publication.objects.filter(
-                article_id=publication.article_id, status=Publication.Status.PUBLISHED
-            )
-            for row in other.renditions
-        }
-        storage = publish_storage()
-        for row in publication.renditions:
-            if row["key"] not in still_used:
-                storage.delete(row["key"])
+        if delete_objects:
+            keys = [row["key"] for row in publication.renditions]
+            deleted = set(_delete_unused(publish_storage(), publication.article_id, keys, besides=publication.pk))
+            urls = [row["url"] for row in publication.renditions if row["key"] in deleted]
+            if cdn_purge_configured() and urls:
+                publication_purge_enqueue(publication, urls)
     return True
+
+
+def publication_purge_enqueue(publication: Publication, urls: list[str]) -> None:
+    """Ask the light queue to purge these deleted files' URLs from Cloudflare's cache."""
+    from django_q.tasks import async_task
+
+    if publication.purge_requested(urls):
+        pk = publication.pk
+        transaction.on_commit(
+            lambda: async_task(
+                "gallery.publishing.publication_purge_execute", pk, cluster="light", task_name=f"purge-{pk}"
+            )
+        )
+
+
+def publication_purge_again(*, publication: Publication) -> bool:
+    """The editor's "Purge again" after a failed purge."""
+    if publication.purge_status != PurgeStatus.FAILED or not cdn_purge_configured():
+        return False
+    with transaction.atomic():
+        publication_purge_enqueue(publication, list(publication.purge_urls))
+    return True
+
+
+def publication_purge_execute(publication_id: int) -> str:
+    """The light-queue task (takes an id): see ``publication_purge``."""
+    close_old_connections()
+    return publication_purge(publication_id)
+
+
+def publication_purge(publication_id: int) -> str:
+    """Purge the publication's deleted files from the CDN and record how it went."""
+    publication = Publication.objects.filter(pk=publication_id, purge_status=PurgeStatus.PENDING).first()
+    if publication is None:
+        return "nothing to do"
+    try:
+        cdn_purge_urls(list(publication.purge_urls))
+    except PurgeFailed as exc:
+        publication.purge_finished(error=str(exc))
+        logger.warning("CDN purge for publication %s failed: %s", publication_id, exc)
+        return "failed"
+    publication.purge_finished()
+    logger.info("CDN purge for publication %s: %s URLs", publication_id, len(publication.purge_urls))
+    return "purged"
 
 
 def picture_snippet(publication: Publication) -> str:

@@ -33,4 +33,5 @@ urlpatterns = [
     path("publications/<int:pk>/", views.publication_card, name="publication_card"),
     path("publications/<int:pk>/retry/", views.publication_retry_view, name="publication_retry"),
     path("publications/<int:pk>/unpublish/", views.publication_unpublish_view, name="publication_unpublish"),
+    path("publications/<int:pk>/purge/", views.publication_purge_view, name="publication_purge"),
 ]

@@ -23,11 +23,14 @@ from django_htmx.http import HttpResponseClientRefresh, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from gallery.access import editor_required, login_required_401
+from gallery.cdn import cdn_purge_configured
 from gallery.forms import FileForm, GenerateForm, PublishForm, RegenerateForm, SeriesLookForm, WandForm
 from gallery.models import Article, Publication, Series
 from gallery.publishing import (
+    PublishConflict,
     alt_text_suggestion,
     picture_snippet,
+    publication_purge_again,
     publication_request,
     publication_retry,
     publication_unpublish,
@@ -175,14 +178,16 @@ def _article_page(request: HttpRequest, article: Article, form: GenerateForm, st
     places = _queue_places() if any(run.status == GenerationRun.Status.QUEUED for run in runs) else {}
     for run in runs:
         run.place_in_queue = places.get(run.pk)  # type: ignore[attr-defined]
-    publication = article.publications.select_related("candidate").first()
+    publication = article.publications.select_related("candidate", "requested_by").first()
+    live = article.publications.filter(status=Publication.Status.PUBLISHED).select_related("candidate").first()
     series = Series.objects.select_related("preset").filter(name=article.series).first() if article.series else None
     context: dict[str, Any] = {
         "article": article,
         "form": form,
         "runs": runs,
         "publication": publication,
-        "snippet": picture_snippet(publication) if publication else "",
+        "live_publication": live if live and live != publication else None,
+        **_publication_extras(publication),
         "events": _events(article),
         "thumbnail_widths": THUMBNAIL_WIDTHS,
         "wand_form": WandForm(styles=image_styles()),
@@ -571,6 +576,8 @@ def candidate_publish(request: HttpRequest, pk: int) -> HttpResponse:
             )
         except ValidationError as exc:
             _show_errors(form, exc)
+        except PublishConflict as exc:
+            form.add_error(None, str(exc))
         else:
             messages.success(request, "Publishing: the renditions are being made and uploaded.")
             return HttpResponseRedirect(f"{candidate.run.article.get_absolute_url()}#publication")
@@ -584,8 +591,17 @@ def candidate_publish(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "gallery/publish.html", context, status=400 if form.errors else 200)
 
 
+def _publication_extras(publication: Publication | None) -> dict[str, object]:
+    """What the publication card shows besides the row: the snippet and the takedown facts."""
+    return {
+        "snippet": picture_snippet(publication) if publication else "",
+        "cache_control": settings.PUBLISH_CACHE_CONTROL,
+        "purge_configured": cdn_purge_configured(),
+    }
+
+
 def _publication_card(request: HttpRequest, publication: Publication) -> HttpResponse:
-    context = {"publication": publication, "snippet": picture_snippet(publication)}
+    context = {"publication": publication, **_publication_extras(publication)}
     return render(request, "gallery/article_detail.html#publication-card", context)
 
 
@@ -604,7 +620,13 @@ def publication_card(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def publication_retry_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     publication = get_object_or_404(Publication.objects.select_related("candidate"), pk=pk)
-    publication_retry(publication=publication)
+    try:
+        publication_retry(publication=publication)
+    except PublishConflict as exc:
+        messages.warning(request, str(exc))
+        if request.htmx:
+            return HttpResponseClientRefresh()
+        return HttpResponseRedirect(f"{publication.article.get_absolute_url()}#publication")
     if request.htmx:
         return _publication_card(request, publication)
     return HttpResponseRedirect(f"{publication.article.get_absolute_url()}#publication")
@@ -620,4 +642,16 @@ def publication_unpublish_view(request: HttpRequest, pk: int) -> HttpResponse:
         messages.success(request, "Unpublished: the article has no published hero now.")
     else:
         messages.warning(request, "Nothing to unpublish: that publication is not live.")
+    return HttpResponseRedirect(f"{publication.article.get_absolute_url()}#publication")
+
+
+@editor_required
+@require_POST
+def publication_purge_view(request: HttpRequest, pk: int) -> HttpResponse:
+    """Purge again, after Cloudflare refused or could not be reached."""
+    publication = get_object_or_404(Publication, pk=pk)
+    if publication_purge_again(publication=publication):
+        messages.success(request, "Asked Cloudflare again to purge the deleted files.")
+    else:
+        messages.warning(request, "Nothing to purge: no failed purge, or Cloudflare is not configured.")
     return HttpResponseRedirect(f"{publication.article.get_absolute_url()}#publication")

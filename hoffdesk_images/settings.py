@@ -318,7 +318,11 @@ WHITENOISE_USE_FINDERS = True
 
 # --- publishing (Cloudflare R2 through django-storages, or a local folder) -------------------
 
-PUBLISH_CACHE_CONTROL = "public, max-age=31536000, immutable"
+# Objects are keyed by content hash, so a year and "immutable" is right for a URL that never
+# changes; but a CDN edge keeps serving a deleted object until its copy expires. Shorten this for
+# a faster takedown, or set the Cloudflare purge below.
+HOFFDESK_PUBLISH_CACHE_SECONDS = envint("HOFFDESK_PUBLISH_CACHE_SECONDS", 31536000, minimum=0)
+PUBLISH_CACHE_CONTROL = f"public, max-age={HOFFDESK_PUBLISH_CACHE_SECONDS}, immutable"
 R2_VARIABLES = (
     "HOFFDESK_R2_ENDPOINT_URL",
     "HOFFDESK_R2_BUCKET",
@@ -414,6 +418,16 @@ else:
         "OPTIONS": {"location": PUBLISH_DIR, "base_url": PUBLISH_BASE_URL, "allow_overwrite": True},
     }
 PUBLISH_IS_LOCAL = _r2 is None
+# Optional: purge deleted files from Cloudflare's cache by URL (POST zones/<id>/purge_cache), so
+# "also delete its files" is a takedown on the CDN too. Both or neither; the token (or
+# HOFFDESK_CLOUDFLARE_API_TOKEN_FILE) needs the zone's "Cache Purge" permission.
+HOFFDESK_CLOUDFLARE_ZONE_ID = envstr("HOFFDESK_CLOUDFLARE_ZONE_ID", "")
+HOFFDESK_CLOUDFLARE_API_TOKEN = envsecret("HOFFDESK_CLOUDFLARE_API_TOKEN") or ""
+if bool(HOFFDESK_CLOUDFLARE_ZONE_ID) != bool(HOFFDESK_CLOUDFLARE_API_TOKEN):
+    raise ImproperlyConfigured(
+        "HOFFDESK_CLOUDFLARE_ZONE_ID and HOFFDESK_CLOUDFLARE_API_TOKEN go together (set both or neither)."
+    )
+HOFFDESK_CLOUDFLARE_API_URL = envstr("HOFFDESK_CLOUDFLARE_API_URL", "https://api.cloudflare.com/client/v4")
 
 _candidates_s3 = _all_or_none(CANDIDATES_S3_VARIABLES)
 if _candidates_s3 is not None:

@@ -11,7 +11,7 @@ from ninja import Router, Status
 from api.errors import ApiError, from_validation_error
 from api.routers.common import candidate_json, errors, get_or_404
 from api.schemas import CandidateOut, PublishIn, ReviewIn
-from gallery.publishing import publication_request
+from gallery.publishing import PublishConflict, publication_request
 from gallery.services import ReviewConflict, candidate_review
 from generation.models import Candidate
 
@@ -83,6 +83,8 @@ def candidate_publish(request: HttpRequest, pk: int, payload: PublishIn) -> Stat
     focal = (payload.focal_point.x, payload.focal_point.y) if payload.focal_point else (0.5, 0.5)
     try:
         publication_request(candidate=candidate, by=request.user, alt_text=payload.alt_text, focal=focal)
+    except PublishConflict as exc:
+        raise ApiError.field(409, "article", str(exc)) from None
     except ValidationError as exc:
         problem = from_validation_error(exc, rename={"focal": "focal_point"})
         if set(problem.errors) == {"candidate"}:  # too small for the hero: the image, not the request
