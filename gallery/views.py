@@ -29,7 +29,6 @@ from gallery.models import Article, Publication, Series
 from gallery.publishing import (
     PublishConflict,
     alt_text_suggestion,
-    picture_snippet,
     publication_purge_again,
     publication_request,
     publication_retry,
@@ -187,7 +186,7 @@ def _article_page(request: HttpRequest, article: Article, form: GenerateForm, st
         "runs": runs,
         "publication": publication,
         "live_publication": live if live and live != publication else None,
-        **_publication_extras(publication),
+        **_takedown_facts(),
         "events": _events(article),
         "thumbnail_widths": THUMBNAIL_WIDTHS,
         "wand_form": WandForm(styles=image_styles()),
@@ -591,17 +590,16 @@ def candidate_publish(request: HttpRequest, pk: int) -> HttpResponse:
     return render(request, "gallery/publish.html", context, status=400 if form.errors else 200)
 
 
-def _publication_extras(publication: Publication | None) -> dict[str, object]:
-    """What the publication card shows besides the row: the snippet and the takedown facts."""
+def _takedown_facts() -> dict[str, object]:
+    """What the publication card says about deleting files: how long copies live, and the purge."""
     return {
-        "snippet": picture_snippet(publication) if publication else "",
         "cache_control": settings.PUBLISH_CACHE_CONTROL,
         "purge_configured": cdn_purge_configured(),
     }
 
 
 def _publication_card(request: HttpRequest, publication: Publication) -> HttpResponse:
-    context = {"publication": publication, **_publication_extras(publication)}
+    context = {"publication": publication, **_takedown_facts()}
     return render(request, "gallery/article_detail.html#publication-card", context)
 
 

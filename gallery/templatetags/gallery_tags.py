@@ -134,3 +134,11 @@ def candidate_tile(context: Any, candidate: Any, article: Any, message: str = ""
         message=message or "",
         in_inbox=not article,
     )
+
+
+@register.filter(name="picture_snippet")
+def picture_snippet_filter(publication: Any) -> str:
+    """The ``<picture>`` HTML for a publication's card (each card its own, live one included)."""
+    from gallery.publishing import picture_snippet
+
+    return picture_snippet(publication)

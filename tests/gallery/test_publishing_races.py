@@ -255,3 +255,18 @@ def test_the_api_answers_409_to_a_second_publish_of_one_article(article, editor)
     body = response.json()
     assert "already being published" in str(body)
     assert Publication.objects.count() == 1
+
+
+def test_the_article_page_shows_the_live_hero_with_its_snippet_beside_a_newer_cancelled_publish(
+    article, editor, editor_client
+) -> None:
+    live = publish_now(approved_candidate(article, editor, seed=1), editor)
+    candidate = approved_candidate(article, editor, seed=2)
+    cancelled = request(candidate, editor)
+    assert candidate.reject(editor)
+    assert publication_run(cancelled.pk) == "cancelled"
+
+    page = editor_client.get(article.get_absolute_url()).content.decode()
+    assert f'id="publication-{live.pk}"' in page and f'id="publication-{cancelled.pk}"' in page
+    assert "so it was not published; the article keeps its hero" in page
+    assert live.urls["hero.jpg"] in page and "&lt;picture&gt;" in page  # the live card's snippet
