@@ -3,53 +3,63 @@
 Builds each architecture from the published configs vendored in generation/architectures/
 (SDXL UNet 2.57 B, FLUX.1-dev transformer 11.9 B + T5-XXL 4.76 B parameters) with random
 weights directly on the GPU: no download, and speed does not depend on the weights' values.
-Then times a 1024x1024 image, as medians over --repeats calls after a warm-up:
+Then times a 1024x1024 image, as medians over --repeats interleaved calls after a warm-up:
 
-- bare: the pipeline called directly, the way a diffusers user would;
-- engine: ``generation.engine.generate.generate`` (CPU generators per seed, progress callback
-  every step, PNG encoding with provenance), with the same pipeline kept warm in its cache.
+- bare: the diffusers pipeline called directly, the way a user would (``pipe(prompt=...,
+  generator=...)``, then the image saved as a PNG), with none of the engine's code;
+- engine: ``generation.engine.generate.generate`` with the worker's own progress callback
+  (``generation.tasks._progress_reporter``): CPU generators per seed, progress written to a real
+  GenerationRun row in a throw-away SQLite database, its cancel flag read with those writes, PNG
+  encoding with provenance, the same pipeline kept warm in the engine's cache.
+
+After the timing it checks that the run row holds the last step, and that cancelling the row
+stops the engine at the next progress write (step 1). The ratio engine/bare must stay within
+--target (1.05 at full size): the exit status is 1 when it does not, or on any error.
 
 The models are built in bf16/fp16 without nf4 quantization (an H100 has the memory; nf4 needs
 bitsandbytes and changes kernel speed, not the engine's overhead).
 
 Usage on a GPU box:  python bench/gpu_real_size.py
-CPU smoke run of the same code with shrunken configs:  python bench/gpu_real_size.py --smoke
+CPU smoke run of the same code path (the engine refuses the real profiles on a CPU, so the tiny
+SDXL and FLUX models of the same pipeline classes stand in, at 128 px and 2 steps; no target unless
+--target is given, since those figures mean nothing):  python bench/gpu_real_size.py --smoke
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 ARCH = ROOT / "generation" / "architectures"
 
+from _common import BenchError  # noqa: E402  (beside this script, found once the path is set)
 
-def config(folder: str, component: str, smoke: bool) -> dict[str, Any]:
-    data: dict[str, Any] = {
+# Engine time over bare diffusers time at full size (the same target as bench/engine_overhead.py).
+TARGET = 1.05
+PROMPT = "a lighthouse at dusk, photorealistic"
+SEED = 1234
+
+
+def config(folder: str, component: str) -> dict[str, Any]:
+    return {
         k: v for k, v in json.loads((ARCH / folder / f"{component}.json").read_text()).items() if not k.startswith("_")
     }
-    if smoke:  # same classes, a sliver of the depth, so the code path runs on a laptop CPU
-        for key, small in {
-            "num_layers": 1,
-            "num_single_layers": 1,
-            "num_hidden_layers": 1,
-            "num_decoder_layers": 1,
-        }.items():
-            if key in data:
-                data[key] = small
-        if component == "unet":
-            data["transformer_layers_per_block"] = [1 for _ in data["transformer_layers_per_block"]]
-    return data
 
 
-def build_sdxl(smoke: bool, device: str, dtype: Any) -> Any:
+def build_sdxl(device: str, dtype: Any) -> Any:
     import tempfile
 
     import torch
@@ -61,11 +71,11 @@ def build_sdxl(smoke: bool, device: str, dtype: Any) -> Any:
     with tempfile.TemporaryDirectory() as tmp:
         tok1, tok2 = _clip_tokenizer(Path(tmp) / "1"), _clip_tokenizer(Path(tmp) / "2")
     with torch.device(device):
-        unet = UNet2DConditionModel.from_config(config("sdxl-base-1.0", "unet", smoke)).to(dtype)
-        vae = AutoencoderKL.from_config(config("sdxl-base-1.0", "vae", smoke)).to(dtype)
-        te1 = CLIPTextModel(CLIPTextConfig(**config("sdxl-base-1.0", "text_encoder", smoke))).to(dtype)
-        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**config("sdxl-base-1.0", "text_encoder_2", smoke))).to(dtype)
-    scheduler = EulerDiscreteScheduler.from_config(config("sdxl-base-1.0", "scheduler", smoke))
+        unet = UNet2DConditionModel.from_config(config("sdxl-base-1.0", "unet")).to(dtype)
+        vae = AutoencoderKL.from_config(config("sdxl-base-1.0", "vae")).to(dtype)
+        te1 = CLIPTextModel(CLIPTextConfig(**config("sdxl-base-1.0", "text_encoder"))).to(dtype)
+        te2 = CLIPTextModelWithProjection(CLIPTextConfig(**config("sdxl-base-1.0", "text_encoder_2"))).to(dtype)
+    scheduler = EulerDiscreteScheduler.from_config(config("sdxl-base-1.0", "scheduler"))
     pipe = StableDiffusionXLPipeline(
         vae=vae, text_encoder=te1, text_encoder_2=te2, tokenizer=tok1, tokenizer_2=tok2, unet=unet, scheduler=scheduler
     )
@@ -73,7 +83,7 @@ def build_sdxl(smoke: bool, device: str, dtype: Any) -> Any:
     return pipe
 
 
-def build_flux(smoke: bool, device: str, dtype: Any) -> Any:
+def build_flux(device: str, dtype: Any) -> Any:
     import tempfile
 
     import torch
@@ -88,13 +98,13 @@ def build_flux(smoke: bool, device: str, dtype: Any) -> Any:
     torch.set_default_dtype(dtype)  # build in bf16: an fp32 FLUX would need 48 GB just for its weights
     try:
         with torch.device(device):
-            transformer = FluxTransformer2DModel.from_config(config("flux1-dev", "transformer", smoke))
-            te2 = T5EncoderModel(T5Config(**config("flux1-dev", "text_encoder_2", smoke)))
-            te1 = CLIPTextModel(CLIPTextConfig(**config("flux1-dev", "text_encoder", smoke)))
-            vae = AutoencoderKL.from_config(config("flux1-dev", "vae", smoke))
+            transformer = FluxTransformer2DModel.from_config(config("flux1-dev", "transformer"))
+            te2 = T5EncoderModel(T5Config(**config("flux1-dev", "text_encoder_2")))
+            te1 = CLIPTextModel(CLIPTextConfig(**config("flux1-dev", "text_encoder")))
+            vae = AutoencoderKL.from_config(config("flux1-dev", "vae"))
     finally:
         torch.set_default_dtype(previous)
-    scheduler = FlowMatchEulerDiscreteScheduler.from_config(config("flux1-dev", "scheduler", smoke))
+    scheduler = FlowMatchEulerDiscreteScheduler.from_config(config("flux1-dev", "scheduler"))
     pipe = FluxPipeline(
         scheduler=scheduler,
         vae=vae,
@@ -134,61 +144,180 @@ def compare(device: str, repeats: int, bare: Any, engine: Any) -> tuple[float, f
     return statistics.median(bare_times), statistics.median(engine_times)
 
 
-def params(module: Any) -> float:
-    return sum(p.numel() for p in module.parameters()) / 1e9
+def params(module: Any) -> str:
+    """The module's parameter count, as the configs' sources state it (B) or in millions (tiny)."""
+    count = sum(p.numel() for p in module.parameters())
+    return f"{count / 1e9:.2f} B" if count >= 1e8 else f"{count / 1e6:.2f} M"
+
+
+def bare_call(pipe: Any, *, size: int, steps: int, guidance: float, extra: dict[str, Any]) -> None:
+    """What a diffusers user writes: one call with a seeded generator, then the image saved as PNG.
+    ``extra`` holds the call options the engine passes too (FLUX's ``max_sequence_length``)."""
+    import torch
+
+    image = pipe(
+        prompt=PROMPT,
+        width=size,
+        height=size,
+        num_inference_steps=steps,
+        guidance_scale=guidance,
+        generator=torch.Generator("cpu").manual_seed(SEED),
+        **extra,
+    ).images[0]
+    image.save(io.BytesIO(), format="PNG")
+
+
+def setup_django(data_dir: Path) -> None:
+    """A throw-away SQLite database for the run rows the engine side writes its progress to."""
+    os.environ.update({"HOFFDESK_DATA_DIR": str(data_dir), "DJANGO_SETTINGS_MODULE": "hoffdesk_images.settings"})
+    os.environ.pop("DATABASE_URL", None)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def running_row(profile_name: str, size: int, steps: int, guidance: float) -> Any:
+    """A run claimed as a worker claims it, so that its progress writes and cancel checks are real."""
+    from generation.models import GenerationRun
+
+    run = GenerationRun.objects.create(
+        model_profile=profile_name,
+        prompt=PROMPT,
+        width=size,
+        height=size,
+        steps=steps,
+        guidance=guidance,
+        base_seed=SEED,
+        count=1,
+    )
+    if not run.claim(max_attempts=1):
+        raise BenchError(f"could not claim run {run.pk}")
+    run.refresh_from_db()
+    return run
+
+
+def check_progress_and_cancel(key: str, run: Any, engine: Callable[[Callable[[int, int], None]], Any]) -> None:
+    """The row holds the last step; a cancel on the row stops the engine at its next write."""
+    from generation.engine.generate import Cancelled
+    from generation.tasks import _progress_reporter
+
+    run.refresh_from_db()
+    if (run.progress_step, run.progress_total) != (run.steps, run.steps):
+        raise BenchError(f"{key}: run {run.pk} shows step {run.progress_step} of {run.progress_total}, not {run.steps}")
+    print(f"{key}: progress written to run {run.pk}: step {run.progress_step} of {run.progress_total}", flush=True)
+    if not run.request_cancel():
+        raise BenchError(f"{key}: run {run.pk} could not be cancelled")
+    steps_seen: list[int] = []
+    reporter = _progress_reporter(run)
+
+    def counting(step: int, total: int) -> None:
+        steps_seen.append(step)
+        reporter(step, total)
+
+    try:
+        engine(counting)
+    except Cancelled:
+        print(f"{key}: a cancel stopped the engine at step {steps_seen[-1]} of {run.steps}", flush=True)
+    else:
+        raise BenchError(f"{key}: the engine ran all {run.steps} steps of a cancelled run")
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--smoke", action="store_true", help="shrunken configs at 256 px, to check the code on a CPU")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny models at 128 px, 2 steps: the code path on a CPU")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=["sdxl", "flux"])
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads on a CPU")
+    parser.add_argument(
+        "--target", type=float, default=None, help=f"largest engine/bare ratio (default {TARGET:g}; none with --smoke)"
+    )
     args = parser.parse_args()
+    target = args.target if args.target is not None else (None if args.smoke else TARGET)
 
     import torch
-
-    from generation.engine.generate import Recipe, generate, run_pipeline
-    from generation.engine.loader import PipelineCache, free_memory
-    from generation.profiles import get_profile
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cpu" and not args.smoke:
         print("no CUDA device: run with --smoke for a CPU check of the code path", file=sys.stderr)
         return 2
-    size = 256 if args.smoke else 1024
-    name = torch.cuda.get_device_name() if device == "cuda" else "CPU"
+    torch.set_num_threads(args.threads)
+    data_dir = Path(tempfile.mkdtemp(prefix="hoffdesk-gpu-bench-"))
+    try:
+        setup_django(data_dir)
+        ratios = measure(args, device)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    if target is None:
+        print("target: not checked in --smoke (tiny random models on a CPU; pass --target to check one)")
+        return 0
+    worst = max(ratios.values())
+    verdict = "PASS" if worst <= target else "FAIL"
+    print(f"target: engine/bare <= {target:g}, worst {worst:.3f}  {verdict}")
+    return 0 if verdict == "PASS" else 1
+
+
+def measure(args: argparse.Namespace, device: str) -> dict[str, float]:
+    """Each family's engine/bare ratio, printing the figures as it goes."""
+    import torch
+
+    from generation.engine.generate import Recipe, generate
+    from generation.engine.loader import PipelineCache, free_memory
+    from generation.engine.tiny import build_tiny_flux, build_tiny_sdxl
+    from generation.profiles import get_profile
+    from generation.tasks import _progress_reporter
+
+    size = 128 if args.smoke else 1024
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {args.threads} torch threads"
     print(f"device: {name}; torch {torch.__version__}; {size}x{size}; medians of {args.repeats} after a warm-up")
     cache = PipelineCache(Path("/nonexistent"), device=device)
+    # (family, full-size profile and builder, smoke profile and builder, dtype, steps, guidance, core)
     cases = [
-        ("sdxl", "sdxl-base", build_sdxl, torch.float16, 30, 7.0, "unet"),
-        ("flux", "flux-dev-nf4", build_flux, torch.bfloat16, 28, 3.5, "transformer"),
+        ("sdxl", "sdxl-base", build_sdxl, "tiny-sdxl", build_tiny_sdxl, torch.float16, 30, 7.0, "unet"),
+        ("flux", "flux-dev-nf4", build_flux, "tiny-flux", build_tiny_flux, torch.bfloat16, 28, 3.5, "transformer"),
     ]
-    for key, profile_name, build, dtype, steps, guidance, core in cases:
+    ratios: dict[str, float] = {}
+    for key, real_name, build, smoke_name, build_smoke, dtype, steps, guidance, core in cases:
         if args.only and args.only != key:
             continue
+        steps = 2 if args.smoke else steps
         dtype = dtype if device == "cuda" else torch.float32
         started = time.perf_counter()
-        pipe = build(args.smoke, device, dtype)
+        pipe = build_smoke() if args.smoke else build(device, dtype)
+        pipe.set_progress_bar_config(disable=True)
         synchronize(device)
         built = time.perf_counter() - started
-        print(f"{key}: built {params(getattr(pipe, core)):.2f} B-parameter {core} in {built:.1f} s")
-        profile = get_profile(profile_name)
+        print(f"{key}: built {params(getattr(pipe, core))}-parameter {core} in {built:.1f} s", flush=True)
+        profile = get_profile(smoke_name if args.smoke else real_name)
         cache.put(profile, pipe)
-        recipe = Recipe(profile_name, "a lighthouse at dusk, photorealistic", "", size, size, steps, guidance, (1234,))
+        recipe = Recipe(profile.name, PROMPT, "", size, size, steps, guidance, (SEED,))
+        run = running_row(profile.name, size, steps, guidance)
+
+        def engine(on_step: Callable[[int, int], None], profile: Any = profile, recipe: Any = recipe) -> Any:
+            return generate(cache, profile, recipe, on_step)
+
+        extra = dict(profile.pipeline_kwargs)
         b, e = compare(
             device,
             args.repeats,
-            bare=lambda: run_pipeline(pipe, profile, recipe),  # noqa: B023  (called inside this iteration)
-            engine=lambda: generate(cache, profile, recipe, lambda step, total: None),  # noqa: B023
+            bare=lambda: bare_call(pipe, size=size, steps=steps, guidance=guidance, extra=extra),  # noqa: B023
+            engine=lambda: engine(_progress_reporter(run)),  # noqa: B023  (a fresh callback per run, as the worker's)
         )
         peak = f", peak GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device == "cuda" else ""
-        print(f"{key}: {steps} steps, bare diffusers {b:.2f} s, engine {e:.2f} s, ratio {e / b:.3f}{peak}")
+        print(f"{key}: {steps} steps, bare diffusers {b:.2f} s, engine {e:.2f} s, ratio {e / b:.3f}{peak}", flush=True)
+        ratios[key] = e / b
+        check_progress_and_cancel(key, run, engine)
         cache.evict_big()
         pipe = None
         free_memory()
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-    return 0
+    return ratios
 
 
 if __name__ == "__main__":

@@ -25,22 +25,21 @@ the same images a 2nd time (new candidates, same pictures, same article: every k
 nothing uploaded).
 
 Usage: .venv/bin/python bench/publish.py [--candidates N] [--rounds N] [--quick] [--keep]
-``--quick`` is a smoke run (10 candidates, 1 round). The data folder is a new temp folder, deleted
-at the end unless ``--keep``; it never touches ./data, and moto is stopped on the way out. The exit
-status is 0 when the figures were measured, PASS or FAIL; it is non-zero on errors (moto does not
-start, a publish fails, the published keys differ from the side renditions').
+``--quick`` is a smoke run (10 candidates, 1 round); ``--target`` replaces the headline target.
+The data folder is a new temp folder, deleted at the end unless ``--keep``; it never touches
+./data, and moto is stopped on the way out. The exit status is 0 when the headline ratio meets its
+target (PASS), 1 when it misses it (FAIL), and 2 on errors (moto does not start, a publish fails,
+the published keys differ from the side renditions').
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import http.client
 import io
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -49,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from _common import BenchError, free_port, machine_line, stop_server
+from _common import BenchError, free_port, log_tail, machine_line, start_moto_server, stop_server
 from PIL import Image, ImageDraw, ImageFilter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,44 +107,6 @@ def draw_picture(number: int) -> bytes:
 
 
 # --- moto ---------------------------------------------------------------------------------------
-
-
-def start_moto(port: int, log_path: Path, timeout: float = 60) -> subprocess.Popen[bytes]:
-    """``moto_server`` from this virtualenv, answering on 127.0.0.1:port (its log in ``log_path``)."""
-    moto_server = Path(sys.executable).parent / "moto_server"
-    if not moto_server.exists():
-        raise BenchError(f"{moto_server} is missing: install moto[server] in this virtualenv")
-    env = dict(os.environ)
-    env.pop("INITIAL_NO_AUTH_ACTION_COUNT", None)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [str(moto_server), "-H", "127.0.0.1", "-p", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise BenchError(f"moto_server exited with {proc.returncode}:\n{moto_log(log_path)}")
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            try:
-                conn.request("GET", "/moto-api/")
-                conn.getresponse().read()
-            finally:
-                conn.close()
-        except OSError:
-            time.sleep(0.1)
-            continue
-        return proc
-    stop_server(proc)
-    raise BenchError(f"moto_server did not answer within {timeout:g} s:\n{moto_log(log_path)}")
-
-
-def moto_log(log_path: Path) -> str:
-    return log_path.read_text(errors="replace")[-4000:] if log_path.exists() else "(no log)"
 
 
 def s3_client(endpoint_url: str) -> Any:
@@ -383,7 +344,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
     from gallery.models import Article
     from gallery.renditions import renditions_make
 
-    moto = start_moto(port, log_path)
+    moto = start_moto_server(port, log_path)
     try:
         print(f"moto_server on {endpoint_url} (log: {log_path})", flush=True)
         call_command("migrate", verbosity=0)
@@ -470,7 +431,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
     except BenchError:
         raise
     except Exception as exc:
-        print(f"moto_server log (tail):\n{moto_log(log_path)}", file=sys.stderr)
+        print(f"moto_server log (tail):\n{log_tail(log_path)}", file=sys.stderr)
         raise BenchError(f"{type(exc).__name__}: {exc}") from exc
     finally:
         stop_server(moto)
@@ -486,7 +447,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
     per_call = [t for r in rounds for t in r.publish_calls]
     objects, size = rounds[-1].objects, rounds[-1].bytes
     n = args.candidates
-    verdict = "PASS" if ratio <= RATIO_TARGET else "FAIL"
+    verdict = "PASS" if ratio <= args.target else "FAIL"
     width = 58
     lines = [
         "",
@@ -506,7 +467,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
         f"{f'bare boto3 put_object of the same {objects} files':<{width}} {bare_s:8.2f} s",
         f"{'upload ratio (upload part / bare boto3)':<{width}} {upload_ratio:8.2f}",
         f"{'headline ratio publish / (renditions_make + bare boto3)':<{width}} {ratio:8.3f}   "
-        f"target <= {RATIO_TARGET:g}  {verdict}",
+        f"target <= {args.target:g}  {verdict}",
         "  (headline: the same work on both sides, make the files and upload them; each ratio is the median "
         "of the per-round ratios)",
         f"{f'2nd publish of the same {n} images (0 uploaded)':<{width}} {again.total_s:8.2f} s "
@@ -514,7 +475,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
         f"{again.inner_renditions_s:.2f} s, the rest {again.total_s - again.inner_renditions_s:.2f} s)",
     ]
     print("\n".join(lines))
-    return 0
+    return 0 if verdict == "PASS" else 1
 
 
 def main() -> int:
@@ -523,6 +484,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="smoke run: 10 candidates, 1 round")
     parser.add_argument("--keep", action="store_true", help="keep the temp data folder")
+    parser.add_argument(
+        "--target", type=float, default=RATIO_TARGET, help=f"largest headline ratio (default {RATIO_TARGET:g})"
+    )
     args = parser.parse_args()
     if args.quick:
         args.candidates, args.rounds = 10, 1

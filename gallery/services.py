@@ -6,11 +6,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
 from gallery.models import Article, Series
-from generation.models import Candidate, GenerationRun, RequestedVia, ReviewEvent
+from generation.models import (
+    Candidate,
+    GenerationRun,
+    RequestedVia,
+    ReviewEvent,
+    candidate_file_name,
+    candidate_storage,
+)
 
 IMPORT_FIELDS = ("slug", "title", "summary", "content_type", "tone", "series")
 
@@ -186,6 +194,9 @@ FILED_RECIPE = (
 )  # fmt: skip
 
 
+FILED_MEANWHILE = "This candidate was filed meanwhile; nothing was changed."
+
+
 def candidate_file_to_article(*, candidate: Candidate, article: Article, by: Any) -> GenerationRun:
     """Move a candidate of an Inbox run (one with no article) to ``article``, history kept.
 
@@ -194,6 +205,13 @@ def candidate_file_to_article(*, candidate: Candidate, article: Article, by: Any
     candidate moved to it as index 0, and a ``file`` event. Its earlier events stay, since they
     point at the candidate. ``ValidationError`` names the field when the candidate is not in the
     Inbox (or was filed meanwhile) or the article does not exist; then nothing is written.
+
+    The image file moves too, to the new run's own name (``candidate_file_name``): a file left
+    under the Inbox run's folder would be one that run's clean-up (``run_discard_files``, which
+    deletes every name its attempts may have written that no row of it points at) deletes. The
+    copy is written through the storage API before the row points at it, and the old file is
+    deleted only after commit; a filing that fails deletes its copy again, so either way exactly
+    one file is left and the row points at it.
     """
     source = candidate.run
     if source.article_id is not None:
@@ -201,34 +219,55 @@ def candidate_file_to_article(*, candidate: Candidate, article: Article, by: Any
     if article.pk is None or not Article.objects.filter(pk=article.pk).exists():
         raise ValidationError({"article": "No such article: pick one that exists."})
     status = candidate.review_status
-    with transaction.atomic():
-        run = GenerationRun.objects.create(
-            article=article,
-            parent=source,
-            requested_by=by if getattr(by, "is_authenticated", False) else None,
-            requested_via=RequestedVia.FILED,
-            status=GenerationRun.Status.SUCCEEDED,
-            count=1,
-            base_seed=candidate.seed,
-            variation_seed=candidate.variation_seed,
-            variation_strength=source.variation_strength if candidate.variation_seed is not None else 0.0,
-            progress_step=source.steps,
-            progress_total=source.steps,
-            **{name: getattr(source, name) for name in FILED_RECIPE},
-        )
-        # Conditional on the candidate still being in that Inbox run: two editors filing it at
-        # once cannot both win, and the loser's new run is rolled back with the error.
-        moved = Candidate.objects.filter(pk=candidate.pk, run=source).update(run=run, index=0)
-        if moved != 1:
-            raise ValidationError({"candidate": "This candidate was filed meanwhile; nothing was changed."})
-        ReviewEvent.objects.create(
-            candidate=candidate,
-            actor=run.requested_by,
-            action=ReviewEvent.Action.FILE,
-            from_status=status,
-            to_status=status,
-            reason=f"from Inbox run {source.pk} to “{article.title}”"[:1000],
-        )
-        Article.objects.filter(pk=article.pk).update(updated_at=timezone.now())
+    storage = candidate_storage()
+    still_there = Candidate.objects.filter(pk=candidate.pk, run=source)
+    old_name = still_there.values_list("image", flat=True).first()
+    if old_name is None:
+        raise ValidationError({"candidate": FILED_MEANWHILE})
+    try:
+        with storage.open(old_name, "rb") as fh:
+            picture = fh.read()
+    except FileNotFoundError:
+        if not still_there.exists():  # another editor's filing moved the file in this moment
+            raise ValidationError({"candidate": FILED_MEANWHILE}) from None
+        raise
+    copied = ""
+    try:
+        with transaction.atomic():
+            run = GenerationRun.objects.create(
+                article=article,
+                parent=source,
+                requested_by=by if getattr(by, "is_authenticated", False) else None,
+                requested_via=RequestedVia.FILED,
+                status=GenerationRun.Status.SUCCEEDED,
+                count=1,
+                base_seed=candidate.seed,
+                variation_seed=candidate.variation_seed,
+                variation_strength=source.variation_strength if candidate.variation_seed is not None else 0.0,
+                progress_step=source.steps,
+                progress_total=source.steps,
+                **{name: getattr(source, name) for name in FILED_RECIPE},
+            )
+            new_name = candidate_file_name(run.pk, 0, candidate.seed, attempt=run.attempts or 1)
+            copied = storage.save(new_name, ContentFile(picture))
+            # Conditional on the candidate still being in that Inbox run: two editors filing it at
+            # once cannot both win, and the loser's new run is rolled back with the error.
+            moved = Candidate.objects.filter(pk=candidate.pk, run=source).update(run=run, index=0, image=copied)
+            if moved != 1:
+                raise ValidationError({"candidate": FILED_MEANWHILE})
+            ReviewEvent.objects.create(
+                candidate=candidate,
+                actor=run.requested_by,
+                action=ReviewEvent.Action.FILE,
+                from_status=status,
+                to_status=status,
+                reason=f"from Inbox run {source.pk} to “{article.title}”"[:1000],
+            )
+            Article.objects.filter(pk=article.pk).update(updated_at=timezone.now())
+            transaction.on_commit(lambda: storage.delete(old_name))
+    except BaseException:
+        if copied:
+            storage.delete(copied)
+        raise
     candidate.refresh_from_db()
     return run

@@ -17,6 +17,7 @@ from django.db.models import Count, Exists, IntegerField, OuterRef, Prefetch, Q,
 from django.db.models.functions import Coalesce
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRefresh, reswap, retarget
@@ -320,7 +321,14 @@ def _run_card(request: HttpRequest, run: GenerationRun) -> HttpResponse:
     if run.article_id is None and not hasattr(run, "filed_children"):
         run.filed_children = list(_filed_runs().filter(parent=run))  # type: ignore[attr-defined]
     article = run.article
-    return render(request, "gallery/article_detail.html#run-card", {"run": run, "article": article})
+    response = render(request, "gallery/article_detail.html#run-card", {"run": run, "article": article})
+    if article is not None and run.is_finished:
+        # The card filled in: the article list's row for it says how many now wait for review
+        # (htmx swaps it out of band; a page without that row, like the article's own, drops it).
+        waiting = Candidate.objects.filter(run__article=article, review_status="pending").count()
+        row = {"slug": article.slug, "waiting_count": waiting}
+        response.write(render_to_string("gallery/article_list.html#waiting-count", {"article": row, "oob": True}))
+    return response
 
 
 @login_required_401

@@ -4,13 +4,16 @@ Pillow only (no torch): the worker makes them right after a run succeeds, and th
 on demand when a tile asks first (in that moment, or for a candidate older than this feature).
 Names come from the PNG's sha256, so a changed image gets a new name and a browser may cache a
 thumbnail for as long as it likes.
-Files are opened and saved through the storage API, never ``.path``, so an S3 bucket works too.
+Files are opened and saved through the storage API, so an S3 bucket works too; ``.path`` is asked
+only to move a whole local file into place (see ``_save_whole``).
 """
 
 from __future__ import annotations
 
 import io
 import os
+import posixpath
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -67,20 +70,38 @@ def thumbnail_ensure(
     if png is None:
         with storage.open(image_name, "rb") as fh:
             png = fh.read()
-    _save_once(storage, name, thumbnail_bytes(png, width))
+    _save_whole(storage, name, thumbnail_bytes(png, width))
     return name
 
 
-def _save_once(storage: Storage, name: str, data: bytes) -> str:
-    """Write a content-addressed file unless a maker racing this one already has.
+def _save_whole(storage: Storage, name: str, data: bytes) -> str:
+    """Write a content-addressed file whole, so that a reader sees all of it or nothing.
+
+    ``thumbnail_ensure`` trusts a name that exists, and the view serves it ``immutable``: a file
+    still being written in place would be cached half-done for a year. A local storage streams
+    into the final name (Django's ``FileSystemStorage._save``), so the bytes go to a temporary
+    name beside it first and ``os.replace`` moves them into place in one step. An object store
+    (S3, R2) makes a PUT visible only once it is complete, so there the file is saved directly.
 
     Two makers (the worker right after a run, the web asked for a tile in the same moment) write
-    the same bytes under the same name. A storage that does not overwrite saves the second one
-    under another name, which nothing would point at, so that copy is deleted again.
+    the same bytes under the same name; on a local storage the second replace swaps in identical
+    bytes. An object store that does not overwrite saves the second copy under another name,
+    which nothing would point at, so that copy is deleted again.
     """
-    saved = storage.save(name, ContentFile(data))
-    if saved != name:
-        storage.delete(saved)
+    try:
+        final_path = storage.path(name)
+    except NotImplementedError:  # no local file behind it: an object store, whose PUT is atomic
+        saved = storage.save(name, ContentFile(data))
+        if saved != name:
+            storage.delete(saved)
+        return name
+    folder, base = posixpath.split(name)
+    temporary = storage.save(posixpath.join(folder, f".{base}.{uuid.uuid4().hex}.part"), ContentFile(data))
+    try:
+        os.replace(storage.path(temporary), final_path)
+    except BaseException:
+        storage.delete(temporary)
+        raise
     return name
 
 
@@ -103,7 +124,7 @@ def thumbnails_ensure_batch(pngs: Sequence[tuple[str, bytes]], *, storage: Stora
     with ThreadPoolExecutor(max_workers=min(len(wanted), os.cpu_count() or 1)) as pool:
         encoded = list(pool.map(lambda job: _thumbnails_of(job[1], job[2]), wanted))
     return [
-        _save_once(storage, thumbnail_name(sha256, width), data)
+        _save_whole(storage, thumbnail_name(sha256, width), data)
         for (sha256, _, _), by_width in zip(wanted, encoded, strict=True)
         for width, data in by_width.items()
     ]

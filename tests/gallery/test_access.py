@@ -12,6 +12,7 @@ from PIL import Image
 
 from gallery.models import Article, Publication
 from generation.models import Candidate, GenerationRun, candidate_storage
+from tests.gallery.test_review import make_run
 
 pytestmark = pytest.mark.django_db
 
@@ -31,6 +32,7 @@ ACTIONS = {
     "candidate_publish",
     "publication_retry",
     "publication_unpublish",
+    "publication_purge",
 }
 
 
@@ -150,10 +152,16 @@ def test_every_action_is_refused_to_an_onlooker_with_403_for_its_own_method(
 def test_a_user_in_no_group_can_still_look(client, onlooker, article, candidate, name) -> None:
     client.force_login(onlooker)
     url = url_for(name, article, candidate)
+    compared: list[Candidate] = []
     if name in ("compare", "inbox_compare"):
-        url += f"?c={candidate.pk}&c={candidate.pk}"
+        # Two real candidates of the page's own kind: the article's, or two in the Inbox (no article).
+        owner = article if name == "compare" else None
+        compared = list(make_run(owner, count=2).candidates.order_by("index"))  # type: ignore[arg-type]
+        url += "?" + "&".join(f"c={c.pk}" for c in compared)
     response = client.get(url)
-    assert response.status_code in (200, 400), (url, response.status_code)
+    assert response.status_code == 200, (url, response.status_code)
+    for shown in compared:
+        assert reverse("gallery:candidate_detail", args=[shown.pk]).encode() in response.content
 
 
 def test_an_onlooker_sees_no_action_buttons(client, onlooker, article, candidate) -> None:

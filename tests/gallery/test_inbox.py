@@ -8,6 +8,7 @@ import io
 from datetime import timedelta
 
 import pytest
+from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.urls import reverse
 from django.utils import timezone
@@ -16,8 +17,15 @@ from PIL import Image
 from api.models import ApiToken
 from gallery.models import Article, Publication
 from gallery.services import candidate_file_to_article
-from generation.models import Candidate, GenerationRun, RequestedVia, ReviewEvent, candidate_storage
-from generation.services import run_submit
+from generation.models import (
+    Candidate,
+    GenerationRun,
+    RequestedVia,
+    ReviewEvent,
+    candidate_file_name,
+    candidate_storage,
+)
+from generation.services import run_discard_files, run_submit
 from tests.conftest import wait_finished
 
 pytestmark = pytest.mark.django_db
@@ -174,6 +182,55 @@ def test_filing_a_variation_keeps_its_variation_seed_and_strength(editor, articl
     run = candidate_file_to_article(candidate=candidate, article=article, by=editor)
     assert (run.base_seed, run.variation_seed, run.variation_strength) == (10, 501, 0.3)
     assert run.is_variation and run.variation_seeds == [501]
+
+
+def test_a_filed_candidates_file_moves_to_its_new_run_and_survives_the_inbox_runs_clean_up(
+    editor, article, django_capture_on_commit_callbacks
+) -> None:
+    """The file belongs to the run the candidate is filed under: a full clean-up of the Inbox run
+    (what a cancel or recovery does) or deleting that run must not take the filed image along."""
+    source = inbox_run(editor, count=2, seed=40)
+    first, second = source.candidates.order_by("index")
+    old_name, storage = str(first.image.name), candidate_storage()
+    with storage.open(old_name, "rb") as fh:
+        picture = fh.read()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        filed = candidate_file_to_article(candidate=first, article=article, by=editor)
+
+    first.refresh_from_db()
+    assert str(first.image.name) == candidate_file_name(filed.pk, 0, 40)  # under its new run's folder
+    with storage.open(str(first.image.name), "rb") as fh:
+        assert fh.read() == picture and hashlib.sha256(picture).hexdigest() == first.sha256
+    assert not storage.exists(old_name)  # moved, not copied: no second copy left in the Inbox run
+
+    run_discard_files(run=source)  # every name the Inbox run's attempts may have written
+    with django_capture_on_commit_callbacks(execute=True):
+        source.delete()
+    assert storage.exists(str(first.image.name))
+    assert not storage.exists(str(second.image.name))  # the Inbox run's own candidate went with it
+
+
+def test_a_filing_that_loses_the_race_leaves_one_file_where_the_winner_put_it(
+    editor, article, django_capture_on_commit_callbacks
+) -> None:
+    """Two editors file the same candidate: the loser is told so, and no copy of its is left."""
+    candidate = inbox_run(editor, count=1, seed=40).candidates.get()
+    stale = Candidate.objects.get(pk=candidate.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        candidate_file_to_article(candidate=candidate, article=article, by=editor)
+    candidate.refresh_from_db()
+    with pytest.raises(ValidationError, match="filed meanwhile"), django_capture_on_commit_callbacks(execute=True):
+        candidate_file_to_article(candidate=stale, article=article, by=editor)
+    storage = candidate_storage()
+    assert storage.exists(str(candidate.image.name))
+    folders = {name.split("/")[1] for name in _all_files(storage, "runs")}
+    assert folders == {f"{candidate.run_id:06d}"}  # the loser's run was rolled back, its copy deleted
+
+
+def _all_files(storage, folder: str) -> list[str]:  # type: ignore[no-untyped-def]
+    subfolders, files = storage.listdir(folder)
+    return [f"{folder}/{f}" for f in files] + [n for sub in subfolders for n in _all_files(storage, f"{folder}/{sub}")]
 
 
 def test_a_run_whose_candidates_are_all_filed_leaves_the_inbox(editor_client, editor, article) -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from html.parser import HTMLParser
 
 import pytest
 from django.core.files.base import ContentFile
+from django.core.files.storage import FileSystemStorage
 from django.urls import reverse
 from PIL import Image
 
@@ -224,3 +226,75 @@ def test_a_thumbnail_written_by_a_racing_maker_leaves_one_file(article, monkeypa
 
     folder = name.rsplit("/", 1)[0]
     assert [f for f in storage.listdir(folder)[1] if candidate.sha256 in f] == [name.rsplit("/", 1)[1]]
+
+
+class _HalfThenRest(ContentFile):
+    """File content that a storage streams in two halves, pausing between them until released:
+    what a worker writing a large thumbnail to a slow disk looks like to a reader in the meantime."""
+
+    def __init__(self, data: bytes, half_written: threading.Event, go_on: threading.Event) -> None:
+        super().__init__(data)
+        self.half_written, self.go_on = half_written, go_on
+
+    def chunks(self, chunk_size: int | None = None):  # type: ignore[no-untyped-def]
+        data = self.read()
+        yield data[: len(data) // 2]
+        self.half_written.set()
+        assert self.go_on.wait(10), "the reader never let the writer finish"
+        yield data[len(data) // 2 :]
+
+
+class _SlowStorage(FileSystemStorage):
+    """The candidates' folder, written through Django's own ``_save`` at the pace of a slow disk."""
+
+    def __init__(self, location: str, half_written: threading.Event, go_on: threading.Event) -> None:
+        super().__init__(location=location)
+        self.half_written, self.go_on = half_written, go_on
+
+    def _save(self, name, content):  # type: ignore[no-untyped-def]
+        return super()._save(name, _HalfThenRest(content.read(), self.half_written, self.go_on))  # type: ignore[misc]
+
+
+def test_a_reader_never_gets_a_half_written_thumbnail(editor_client, article) -> None:
+    """The worker is half-way through writing a thumbnail when a tile asks for it: the reader gets
+    a whole WebP (it makes its own, or waits for none) and never the half on disk, which the
+    browser would otherwise cache for a year."""
+    candidate = make_run(article, count=1, size=640).candidates.get()
+    storage = candidate_storage()
+    png = stored_png(candidate)
+    whole = generation.thumbnails.thumbnail_bytes(png, 512)
+    half_written, go_on = threading.Event(), threading.Event()
+    slow = _SlowStorage(str(storage.location), half_written, go_on)  # type: ignore[attr-defined]
+    failures: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            generation.thumbnails.thumbnail_ensure(
+                image_name=str(candidate.image.name), sha256=candidate.sha256, width=512, png=png, storage=slow
+            )
+        except BaseException as exc:  # reported by the main thread
+            failures.append(exc)
+
+    writer = threading.Thread(target=worker)
+    writer.start()
+    try:
+        assert half_written.wait(10), "the writer never started"
+        response, body = fetch(editor_client, thumb_url(candidate, 512))
+        by_function = generation.thumbnails.thumbnail_ensure(
+            image_name=str(candidate.image.name), sha256=candidate.sha256, width=512
+        )
+        with storage.open(by_function, "rb") as fh:
+            seen_by_function = fh.read()
+    finally:
+        go_on.set()
+        writer.join(10)
+    assert not failures
+    assert response.status_code == 200
+    assert body == whole, f"the reader got {len(body)} of {len(whole)} bytes"
+    assert seen_by_function == whole
+    with storage.open(thumbnail_name(candidate.sha256, 512), "rb") as fh:
+        assert fh.read() == whole  # and the worker's finished copy is whole too
+    folder = thumbnail_name(candidate.sha256, 512).rsplit("/", 1)[0]
+    assert [f for f in storage.listdir(folder)[1] if candidate.sha256 in f] == [
+        thumbnail_name(candidate.sha256, 512).rsplit("/", 1)[1]
+    ]  # no temporary file left behind
