@@ -20,6 +20,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -30,6 +31,7 @@ from api.compat import (
     allow_methods,
     is_whole_number,
     json_body,
+    release_connection,
     run_pngs,
     run_wait,
     token_from_header,
@@ -100,6 +102,17 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
 View = Callable[[HttpRequest, ApiToken], Any]
 
 
+def _error_response(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """Any failure in AUTOMATIC1111's shape; a bug is still JSON, never the site's HTML page."""
+    if isinstance(exc, TokenRefused):
+        extra = {"error": "TooManyFailedAttempts"} if exc.status == 429 else {}
+        return A1111Error(exc.status, {"Authorization": [exc.message]}, exc.message, **extra).response()
+    if isinstance(exc, A1111Error):
+        return exc.response(json_body(request) or "")
+    logger.error("AUTOMATIC1111 API error on %s %s", request.method, request.path, exc_info=exc)
+    return A1111Error.field(500, "request", "the server failed to answer; the error is in its log.").response()
+
+
 def endpoint(*methods: str) -> Callable[[View], Callable[..., HttpResponseBase]]:
     """The token first (401/403), then the view; its dict or list is the JSON answer."""
 
@@ -110,14 +123,8 @@ def endpoint(*methods: str) -> Callable[[View], Callable[..., HttpResponseBase]]
             try:
                 token = token_from_header(request, basic=True)
                 return JsonResponse(view(request, token), safe=False)
-            except TokenRefused as exc:
-                return A1111Error(exc.status, {"Authorization": [exc.message]}, exc.message).response()
-            except A1111Error as exc:
-                return exc.response(json_body(request) or "")
-            except Exception:  # a bug: still JSON, never the site's HTML error page
-                logger.exception("AUTOMATIC1111 API error on %s %s", request.method, request.path)
-                failed = "the server failed to answer; the error is in its log."
-                return A1111Error.field(500, "request", failed).response()
+            except Exception as exc:
+                return _error_response(request, exc)
 
         return wrapped
 
@@ -159,7 +166,7 @@ def sd_models(request: HttpRequest, token: ApiToken) -> list[dict[str, Any]]:
             "model_name": name,
             "hash": model_hash(name),
             "sha256": hashlib.sha256(name.encode()).hexdigest(),
-            "filename": str(settings.HOFFDESK_MODELS_DIR / name),
+            "filename": name,  # never the server's own folder
             "config": None,
         }
         for name in all_profiles()
@@ -362,8 +369,10 @@ def _info(run: GenerationRun, body: dict[str, Any], pngs: list[bytes]) -> dict[s
     }
 
 
-@endpoint("POST")
-def txt2img(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
+def _txt2img_submit(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+    """The token, the body and the queued run (its id); then this thread lets go of its
+    database connection, since the wait that follows may be minutes."""
+    token = token_from_header(request, basic=True)
     body = json_body(request)
     if body is None:
         raise A1111Error.field(422, "body", "send a JSON object.")
@@ -382,7 +391,14 @@ def txt2img(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
     except ValidationError as exc:
         errors = {RENAME.get(f, f): list(m) for f, m in exc.message_dict.items()}
         raise A1111Error(422, errors) from None
-    if not run_wait(run, wait_seconds()):
+    finally:
+        release_connection()
+    return run.pk, body
+
+
+def _txt2img_answer(run_id: int, body: dict[str, Any], finished: bool) -> dict[str, Any]:
+    run = GenerationRun.objects.get(pk=run_id)
+    if not finished:
         raise A1111Error(
             504,
             {"request": [f"run {run.pk} is still {run.status} after {wait_seconds():g} s."]},
@@ -399,3 +415,14 @@ def txt2img(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
         "parameters": body,
         "info": json.dumps(_info(run, body, pngs)),
     }
+
+
+@allow_methods("POST", refuse=_method_not_allowed)
+async def txt2img(request: HttpRequest) -> HttpResponseBase:
+    """Queue the run, wait for it without holding a thread (``run_wait``), answer its images."""
+    try:
+        run_id, body = await sync_to_async(_txt2img_submit)(request)
+        finished = await run_wait(run_id, wait_seconds())
+        return JsonResponse(await sync_to_async(_txt2img_answer)(run_id, body, finished))
+    except Exception as exc:
+        return _error_response(request, exc)

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
@@ -29,6 +31,7 @@ from api.compat import (
     allow_methods,
     is_whole_number,
     json_body,
+    release_connection,
     run_pngs,
     run_wait,
     token_from_header,
@@ -42,9 +45,9 @@ from generation.services import QueueLimitReached, run_submit
 logger = logging.getLogger(__name__)
 
 MAX_IMAGES = 8
-# A ``url`` answer links to the PNG for this long, like OpenAI's own links, with no login needed.
-URL_LIFETIME_SECONDS = 3600
-URL_SALT = "api.openai_images.url"
+# A ``url`` answer links to the PNG with no login for HOFFDESK_IMAGE_URL_SECONDS. The link signs
+# the candidate and the token that asked ("v2": links that signed only the candidate are void).
+URL_SALT = "api.openai_images.url.v2"
 SIZE = re.compile(r"^(\d{1,5})x(\d{1,5})$")
 # Accepted and recorded on the run, never used (we have one way of drawing).
 RECORDED = ("user", "quality", "style", "background", "moderation", "output_compression")
@@ -96,6 +99,17 @@ def not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
 View = Callable[[HttpRequest, ApiToken], dict[str, Any]]
 
 
+def _error_response(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """Any failure in OpenAI's shape; a bug is still JSON, never the site's HTML error page."""
+    if isinstance(exc, TokenRefused):
+        return OpenAIError(exc.status, exc.message).response()
+    if isinstance(exc, OpenAIError):
+        return exc.response()
+    logger.error("OpenAI images API error on %s %s", request.method, request.path, exc_info=exc)
+    failed = "The server failed to answer; the error is in its log."
+    return OpenAIError(500, failed, code="server_error").response()
+
+
 def endpoint(*methods: str) -> Callable[[View], Callable[..., HttpResponseBase]]:
     def decorate(view: View) -> Callable[..., HttpResponseBase]:
         @allow_methods(*methods, refuse=_method_not_allowed)
@@ -103,14 +117,8 @@ def endpoint(*methods: str) -> Callable[[View], Callable[..., HttpResponseBase]]
         def wrapped(request: HttpRequest) -> HttpResponse:
             try:
                 return JsonResponse(view(request, token_from_header(request, basic=False)))
-            except TokenRefused as exc:
-                return OpenAIError(exc.status, exc.message).response()
-            except OpenAIError as exc:
-                return exc.response()
-            except Exception:  # a bug: still JSON, never the site's HTML error page
-                logger.exception("OpenAI images API error on %s %s", request.method, request.path)
-                failed = "The server failed to answer; the error is in its log."
-                return OpenAIError(500, failed, code="server_error").response()
+            except Exception as exc:
+                return _error_response(request, exc)
 
         return wrapped
 
@@ -166,14 +174,17 @@ def _fields(body: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": prompt, "model": model, "count": n, "width": width, "height": height, "steps": steps}
 
 
-def image_url(request: HttpRequest, candidate: Candidate) -> str:
-    """A link to the PNG that works without a login for ``URL_LIFETIME_SECONDS``."""
-    signed = signing.TimestampSigner(salt=URL_SALT).sign(str(candidate.pk))
+def image_url(request: HttpRequest, candidate: Candidate, *, token: ApiToken) -> str:
+    """A link to the PNG that works without a login while ``token`` is good, for at most
+    ``HOFFDESK_IMAGE_URL_SECONDS``: revoking the token (or disabling its user) ends it too."""
+    signed = signing.TimestampSigner(salt=URL_SALT).sign(f"{candidate.pk}-{token.pk}")
     return request.build_absolute_uri(reverse("api:openai_image_file", args=[signed]))
 
 
-@endpoint("POST")
-def image_generations(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
+def _generation_submit(request: HttpRequest) -> tuple[int, dict[str, Any]]:
+    """The token, the body and the queued run (its id); then this thread lets go of its
+    database connection, since the wait that follows may be minutes."""
+    token = token_from_header(request, basic=False)
     body = json_body(request)
     if body is None:
         raise OpenAIError(400, "The body must be a JSON object.")
@@ -194,8 +205,15 @@ def image_generations(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
         field, messages = next(iter(exc.message_dict.items()))
         param = RENAME.get(field, field)
         raise OpenAIError(400, f"{param}: {' '.join(messages)}", None if param == "__all__" else param) from None
-    waited = wait_seconds()
-    if not run_wait(run, waited):
+    finally:
+        release_connection()
+    return run.pk, body
+
+
+def _generation_answer(request: HttpRequest, run_id: int, body: dict[str, Any], finished: bool) -> dict[str, Any]:
+    run = GenerationRun.objects.select_related("api_token").get(pk=run_id)
+    if not finished:
+        waited = wait_seconds()
         message = (
             f"run {run.pk} is still {run.status} after {waited:g} s; it goes on, and its images will be in the "
             f"Inbox (GET /api/v1/runs/{run.pk})."
@@ -204,8 +222,10 @@ def image_generations(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
     if run.status != GenerationRun.Status.SUCCEEDED:
         raise OpenAIError(500, f"run {run.pk} {run.status}: {run.error or 'no images'}.")
     as_url = body.get("response_format") == "url"
+    token = run.api_token
+    assert token is not None  # set by _generation_submit
     data = [
-        {"url": image_url(request, c)} if as_url else {"b64_json": base64.b64encode(png).decode()}
+        {"url": image_url(request, c, token=token)} if as_url else {"b64_json": base64.b64encode(png).decode()}
         for c, png in run_pngs(run)
     ]
     return {
@@ -216,18 +236,39 @@ def image_generations(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
     }
 
 
+@allow_methods("POST", refuse=_method_not_allowed)
+async def image_generations(request: HttpRequest) -> HttpResponseBase:
+    """Queue the run, wait for it without holding a thread (``run_wait``), answer its images."""
+    try:
+        run_id, body = await sync_to_async(_generation_submit)(request)
+        finished = await run_wait(run_id, wait_seconds())
+        return JsonResponse(await sync_to_async(_generation_answer)(request, run_id, body, finished))
+    except Exception as exc:
+        return _error_response(request, exc)
+
+
 @allow_methods("GET", refuse=_method_not_allowed)
 def image_file(request: HttpRequest, signed: str) -> HttpResponseBase:
-    """The PNG behind a ``url`` answer: no token, the link's signature is the permission."""
+    """The PNG behind a ``url`` answer: no token is sent, the link's signature stands for the one
+    that asked, so that token must still be active and its user too."""
     try:
-        pk = signing.TimestampSigner(salt=URL_SALT).unsign(signed, max_age=URL_LIFETIME_SECONDS)
+        value = signing.TimestampSigner(salt=URL_SALT).unsign(signed, max_age=settings.HOFFDESK_IMAGE_URL_SECONDS)
     except signing.SignatureExpired:
         return OpenAIError(403, "This image link has expired; ask for the image again.", code="expired").response()
     except signing.BadSignature:
         return not_found(request)
-    candidate = Candidate.objects.filter(pk=int(pk)).first()
+    candidate_pk, _, token_pk = value.partition("-")
+    token = ApiToken.objects.select_related("user").filter(pk=int(token_pk)).first()
+    if token is None or token.is_revoked:
+        message = "The API token this image link was made for has been revoked."
+        return OpenAIError(403, message, code="token_revoked").response()
+    if not token.user.is_active:
+        message = "The user account this image link was made for is disabled."
+        return OpenAIError(403, message, code="user_inactive").response()
+    candidate = Candidate.objects.filter(pk=int(candidate_pk)).first()
     if candidate is None:
         return not_found(request)
     response = FileResponse(candidate.image.open("rb"), content_type="image/png")
-    response["Cache-Control"] = "private, max-age=3600"
+    # Private and short: a cache must not keep serving it after the token is revoked.
+    response["Cache-Control"] = "private, max-age=60"
     return response

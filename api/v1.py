@@ -8,7 +8,7 @@ from ninja import NinjaAPI
 
 from api.auth import BearerToken
 from api.docs import LocalSwagger
-from api.errors import install_handlers, json_method_not_allowed
+from api.errors import install_handlers, json_method_not_allowed, not_found
 from api.routers import articles, candidates, runs
 
 api = NinjaAPI(
@@ -31,10 +31,15 @@ api.add_router("", candidates.router)
 
 
 def _urls() -> list[URLPattern | URLResolver]:
+    """ninja's patterns, each answering a wrong method in JSON. Its root view (kept: the schema
+    reverses ``api-root`` for its base path) is an HTML 404 page at /api/v1/ itself: ours is JSON."""
     patterns, _app_name, _namespace = api.urls
     for pattern in patterns:
         if isinstance(pattern, URLPattern):
-            pattern.callback = json_method_not_allowed(pattern.callback)
+            if pattern.name == "api-root":
+                pattern.callback = not_found
+            else:
+                pattern.callback = json_method_not_allowed(pattern.callback)
     return patterns
 
 

@@ -178,7 +178,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, async-capable: under ASGI a sync-only middleware would put every request,
+    # the image APIs' waits included, on a thread (hoffdesk_images/middleware.py).
+    "hoffdesk_images.middleware.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -192,6 +194,8 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "hoffdesk_images.urls"
 WSGI_APPLICATION = "hoffdesk_images.wsgi.application"
+# Production: uvicorn hoffdesk_images.asgi:application (docs/deploy.md).
+ASGI_APPLICATION = "hoffdesk_images.asgi.application"
 
 TEMPLATES = [
     {
@@ -264,12 +268,20 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# A username is locked only together with the address its failures came from (a stranger's
+# guesses never lock the owner out elsewhere), and an address alone at a higher limit, for any
+# usernames. axes has one limit; hoffdesk_images/login_throttle.py gives the address its own.
 AXES_FAILURE_LIMIT = envint("HOFFDESK_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+HOFFDESK_LOGIN_ADDRESS_FAILURE_LIMIT = envint("HOFFDESK_LOGIN_ADDRESS_FAILURE_LIMIT", 20, minimum=1)
+if HOFFDESK_LOGIN_ADDRESS_FAILURE_LIMIT < AXES_FAILURE_LIMIT:
+    raise ImproperlyConfigured(
+        f"HOFFDESK_LOGIN_ADDRESS_FAILURE_LIMIT ({HOFFDESK_LOGIN_ADDRESS_FAILURE_LIMIT}) must be at least "
+        f"HOFFDESK_LOGIN_FAILURE_LIMIT ({AXES_FAILURE_LIMIT}): an address covers every username tried from it."
+    )
 HOFFDESK_LOGIN_COOLOFF_MINUTES = envint("HOFFDESK_LOGIN_COOLOFF_MINUTES", 15, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=HOFFDESK_LOGIN_COOLOFF_MINUTES)
-# Separate strings, not one combined list: a username is locked after the limit of failures from
-# any addresses, and an address after the limit of failures for any usernames.
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address"]
+AXES_HANDLER = "hoffdesk_images.login_throttle.PairAndAddressHandler"
 AXES_RESET_ON_SUCCESS = True
 AXES_COOLOFF_MESSAGE = (
     "Too many failed login attempts for this account or from this address: logging in is blocked "
@@ -475,12 +487,15 @@ HOFFDESK_STALE_AFTER = envfloat("HOFFDESK_STALE_AFTER", 120.0, minimum=1.0)
 HOFFDESK_USER_QUEUE_LIMIT = envint("HOFFDESK_USER_QUEUE_LIMIT", 10, minimum=0)
 # The AUTOMATIC1111 and OpenAI image APIs wait this long (seconds) for a run, then answer 504; the run goes on.
 HOFFDESK_IMAGE_API_WAIT = envfloat("HOFFDESK_IMAGE_API_WAIT", 300.0, minimum=1.0)
+# The OpenAI API's ``url`` answers link to the PNG without a token for this long (seconds), and only
+# while the token that asked is not revoked and its user active: an hour, like OpenAI's own links.
+HOFFDESK_IMAGE_URL_SECONDS = envint("HOFFDESK_IMAGE_URL_SECONDS", 3600, minimum=1)
 # torch threads in the worker; 0 keeps torch's default. Fix it for byte-identical CPU output.
 HOFFDESK_TORCH_THREADS = envint("HOFFDESK_TORCH_THREADS", 0, minimum=0)
 
 # --- queue (django-q2, ORM broker on the same database; see docs/queue.md for why) ----------
 
-HOFFDESK_TASK_TIMEOUT = envint("HOFFDESK_TASK_TIMEOUT", 1800, minimum=10)
+HOFFDESK_TASK_TIMEOUT = envint("HOFFDESK_TASK_TIMEOUT", 1800, minimum=2)
 Q_CLUSTER = {
     "name": "hoffdesk",
     "orm": "default",

@@ -224,23 +224,36 @@ def test_five_failures_for_one_username_from_one_address_refuse_the_right_passwo
     assert_refused(attempt(client, "editor", "editor-pass-123", "198.51.100.1"))
 
 
-def test_an_address_is_locked_after_failures_spread_over_usernames(client) -> None:
+def test_an_address_alone_is_locked_after_its_higher_limit_spread_over_usernames(client, settings) -> None:
+    limit = settings.HOFFDESK_LOGIN_ADDRESS_FAILURE_LIMIT
+    assert limit > settings.AXES_FAILURE_LIMIT
     make_user("editor")
-    for n in range(5):
+    make_user("onlooker")
+    for n in range(limit - 1):
         attempt(client, f"guess{n}", "wrong", "198.51.100.2")
+    # Below the address's limit: an account with no failures of its own still logs in there.
+    assert_logged_in(attempt(client, "onlooker", "onlooker-pass-123", "198.51.100.2"))
+    client.logout()
+    # That success reset only the onlooker's own count there: the address's failures still stand.
+    assert attempt(client, "guess-last", "wrong", "198.51.100.2").status_code == 429
     assert_refused(attempt(client, "editor", "editor-pass-123", "198.51.100.2"))
     # Only that address: the same account logs in from elsewhere.
     assert_logged_in(attempt(client, "editor", "editor-pass-123", "198.51.100.3"))
 
 
-def test_a_username_is_locked_after_failures_spread_over_addresses(client) -> None:
+def test_a_strangers_failures_do_not_lock_the_owner_out_from_their_own_address(client, settings) -> None:
     make_user("editor")
-    make_user("onlooker")
-    for n in range(5):
+    for _ in range(settings.AXES_FAILURE_LIMIT * 2):  # a stranger guesses editor's password
+        attempt(client, "editor", "wrong", "203.0.113.7")
+    assert_refused(attempt(client, "editor", "editor-pass-123", "203.0.113.7"))  # the stranger is locked
+    assert_logged_in(attempt(client, "editor", "editor-pass-123", "198.51.100.9"))  # the owner is not
+
+
+def test_failures_for_one_username_spread_over_addresses_lock_no_one(client, settings) -> None:
+    make_user("editor")
+    for n in range(settings.AXES_FAILURE_LIMIT * 2):
         attempt(client, "editor", "wrong", f"203.0.113.{n + 1}")
-    assert_refused(attempt(client, "editor", "editor-pass-123", "203.0.113.99"))
-    # Only that username: another account logs in from the same new address.
-    assert_logged_in(attempt(client, "onlooker", "onlooker-pass-123", "203.0.113.99"))
+    assert_logged_in(attempt(client, "editor", "editor-pass-123", "203.0.113.99"))
 
 
 def test_a_success_before_the_limit_resets_the_count(client) -> None:

@@ -64,6 +64,39 @@ def test_every_endpoint_without_a_valid_token_is_a_401_in_a1111_shape(method: st
     assert not GenerationRun.objects.exists()
 
 
+def options_from(address: str, auth: str) -> Any:
+    return Client().get("/sdapi/v1/options", headers={"Authorization": auth}, REMOTE_ADDR=address)
+
+
+@pytest.mark.django_db
+def test_basic_auth_failures_lock_the_pair_but_not_the_owner_from_their_own_address(token: str, settings) -> None:
+    for _ in range(settings.AXES_FAILURE_LIMIT - 1):  # a stranger guesses tokens under the owner's name
+        assert options_from("203.0.113.7", basic("guessed-token", "owner")).status_code == 401
+    assert_a1111_error(options_from("203.0.113.7", basic("guessed-token", "owner")), 429, "Authorization")
+    locked = assert_a1111_error(options_from("203.0.113.7", basic(token, "owner")), 429, "Authorization")
+    assert "Too many failed" in locked["detail"]
+    assert options_from("198.51.100.9", basic(token, "owner")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_basic_auth_failures_lock_the_address_alone_after_its_higher_limit(token: str, settings) -> None:
+    for n in range(settings.HOFFDESK_LOGIN_ADDRESS_FAILURE_LIMIT - 1):
+        assert options_from("203.0.113.8", basic("guessed-token", f"user{n}")).status_code == 401
+    assert options_from("203.0.113.8", basic(token, "owner")).status_code == 200  # below the address limit
+    assert options_from("203.0.113.8", basic("guessed-token", "last")).status_code == 429  # reaches it
+    assert_a1111_error(options_from("203.0.113.8", basic(token, "owner")), 429, "Authorization")
+    assert options_from("198.51.100.9", basic(token, "owner")).status_code == 200
+
+
+@pytest.mark.django_db
+def test_sd_models_does_not_show_the_servers_models_folder(token: str, settings) -> None:
+    response = call("get", "/sdapi/v1/sd-models", auth=basic(token))
+    assert response.status_code == 200
+    listed = {model["title"]: model for model in response.json()}
+    assert listed["tiny-sd"]["filename"] == "tiny-sd"
+    assert str(settings.HOFFDESK_MODELS_DIR) not in response.content.decode()
+
+
 @pytest.mark.django_db
 def test_a_bearer_token_works_too_and_a_token_of_a_looker_is_a_403(token: str) -> None:
     assert call("get", "/sdapi/v1/options", auth=f"Bearer {token}").status_code == 200

@@ -14,6 +14,8 @@ pytestmark = pytest.mark.django_db
     "path",
     [
         "/api/",
+        "/api/v1/",
+        "/api/v1/articles/1/nothing/deeper",
         "/api/v2/articles",
         "/api/v1/nothing-here",
         "/api/v1/articles/",
@@ -30,6 +32,14 @@ def test_unknown_paths_and_malformed_ids_answer_json_404(api, path) -> None:
 
 def test_unknown_paths_answer_json_404_even_without_a_token(client) -> None:
     assert_error(client.get("/api/v1/nothing-here"), 404, "path")
+
+
+@pytest.mark.parametrize("method", ["get", "post", "put", "delete"])
+def test_the_v1_root_itself_answers_json_with_or_without_a_token(api, client, method) -> None:
+    for caller in (client, api.client):
+        body = assert_error(getattr(caller, method)("/api/v1/", headers=api._headers()), 404, "path")
+        assert "/api/v1/docs" in body["detail"]
+    assert_error(getattr(client, method)("/api/v1/"), 404, "path")
 
 
 def test_a_post_to_a_malformed_id_is_a_json_404_not_a_csrf_page(api) -> None:

@@ -16,6 +16,7 @@ from django.test import Client
 from django_q.models import OrmQ
 from PIL import Image
 
+from api import openai_images
 from api.models import ApiToken
 from generation.models import GenerationRun
 
@@ -102,9 +103,9 @@ def test_models_lists_the_profiles_and_other_paths_are_json_404s(token: str) -> 
 @pytest.mark.django_db
 def test_an_image_link_with_a_bad_or_expired_signature_serves_nothing(token: str, settings) -> None:
     assert_openai_error(call("get", "/v1/images/files/1:abc:def.png"), 404, None)
-    old = signing.TimestampSigner(salt="api.openai_images.url")
+    old = signing.TimestampSigner(salt=openai_images.URL_SALT)
     old.timestamp = lambda: signing.b62_encode(1)  # type: ignore[method-assign]
-    expired = call("get", f"/v1/images/files/{old.sign('1')}.png")
+    expired = call("get", f"/v1/images/files/{old.sign('1-1')}.png")
     assert assert_openai_error(expired, 403, None)["code"] == "expired"
 
 
