@@ -8,6 +8,8 @@ image, 1 the subseed's). Without them the pipeline draws its own noise, as it al
 from __future__ import annotations
 
 import hashlib
+import io
+import math
 import os
 import time
 from collections.abc import Callable
@@ -16,9 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from PIL import Image
 
+from generation.engine import upscale
 from generation.engine.loader import EngineError, PipelineCache, free_memory
-from generation.engine.metadata import encode_png
+from generation.engine.metadata import encode_png, hires_size
 from generation.profiles import ModelProfile
 
 HOFFDESK_VERSION = "0.1.0"
@@ -47,12 +51,30 @@ class Recipe:
     subseed_strength: float = 0.0
     # Demo mode: the real profile this tiny model stands in for (said so in the PNG's recipe).
     stand_in_for: str | None = None
+    # Hires fix, as AUTOMATIC1111's: make the image at width x height, enlarge it by hires_scale
+    # (rounded down to the profile's size multiple) with hires_upscaler ("lanczos" or an upscaler
+    # file's stem), then an image-to-image pass of hires_steps steps (the steps that actually
+    # run) at hires_denoise strength. hires_scale None: no second pass.
+    hires_scale: float | None = None
+    hires_upscaler: str = upscale.LANCZOS
+    hires_steps: int = 0
+    hires_denoise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.subseeds is not None and len(self.subseeds) != len(self.seeds):
             raise ValueError(f"{len(self.subseeds)} subseeds for {len(self.seeds)} seeds: give one per seed")
         if not 0.0 <= self.subseed_strength <= 1.0:
             raise ValueError(f"subseed_strength must be between 0 and 1, not {self.subseed_strength}")
+        if self.hires_scale is None:
+            return
+        if not 1.0 <= self.hires_scale <= 4.0:
+            raise ValueError(f"hires_scale must be between 1 and 4, not {self.hires_scale}")
+        if self.hires_steps < 1:
+            raise ValueError(f"hires_steps must be at least 1, not {self.hires_steps}")
+        if not 0.0 < self.hires_denoise <= 1.0:
+            raise ValueError(f"hires_denoise must be above 0 and at most 1, not {self.hires_denoise}")
+        if not self.hires_upscaler:
+            raise ValueError('hires_upscaler must name an upscaler ("lanczos" or an upscaler file\'s stem)')
 
     @classmethod
     def from_image(cls, data: dict[str, Any]) -> Recipe:
@@ -71,7 +93,16 @@ class Recipe:
             subseeds=tuple(subseeds) if subseeds is not None else None,
             subseed_strength=data.get("subseed_strength") or 0.0,
             stand_in_for=data.get("stand_in_for"),
+            hires_scale=data.get("hires_scale"),
+            hires_upscaler=data.get("hires_upscaler") or upscale.LANCZOS,
+            hires_steps=data.get("hires_steps") or 0,
+            hires_denoise=data.get("hires_denoise") or 0.0,
         )
+
+    @property
+    def has_hires(self) -> bool:
+        """Whether the images get a second, image-to-image pass at a larger size."""
+        return self.hires_scale is not None
 
     @property
     def has_variation(self) -> bool:
@@ -108,6 +139,7 @@ def image_recipe(profile: ModelProfile, recipe: Recipe, pipe: Any, index: int) -
     stand_in = {"stand_in_for": recipe.stand_in_for} if recipe.stand_in_for else {}
     return {
         **stand_in,
+        **_hires_recipe(profile, recipe),
         "generator": "hoffdesk-images",
         "hoffdesk_version": HOFFDESK_VERSION,
         "profile": profile.name,
@@ -130,6 +162,23 @@ def image_recipe(profile: ModelProfile, recipe: Recipe, pipe: Any, index: int) -
         "generator_device": "cpu",
         "diffusers": diffusers.__version__,
         "torch": torch.__version__.split("+")[0],
+    }
+
+
+def _hires_recipe(profile: ModelProfile, recipe: Recipe) -> dict[str, Any]:
+    """The hires keys of an image's JSON (none without hires, so older recipes read the same):
+    the four that decide it, and the final size they give (``width``/``height`` stay the first
+    pass's, as AUTOMATIC1111's ``Size``)."""
+    if recipe.hires_scale is None:
+        return {}
+    width, height = hires_size(recipe.width, recipe.height, recipe.hires_scale, profile.size_multiple)
+    return {
+        "hires_scale": float(recipe.hires_scale),
+        "hires_upscaler": recipe.hires_upscaler,
+        "hires_steps": recipe.hires_steps,
+        "hires_denoise": float(recipe.hires_denoise),
+        "hires_width": width,
+        "hires_height": height,
     }
 
 
@@ -223,16 +272,19 @@ def run_pipeline(
     on_step: ProgressCallback | None = None,
     *,
     own_latents: bool | None = None,
+    total: int | None = None,
 ) -> list[Any]:
     """One batched call; ``on_step(done, total)`` after each step may raise ``Cancelled``.
 
     The start noise is made here (``initial_latents``) when the recipe has variation seeds, and
     left to the pipeline otherwise; ``own_latents`` forces either way (tests compare the two).
+    ``total`` is the run's whole step count when a hires pass follows (default: this pass's).
     """
+    total_steps = recipe.steps if total is None else total
 
     def callback(_pipe: Any, step: int, _timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         if on_step is not None:
-            on_step(step + 1, recipe.steps)
+            on_step(step + 1, total_steps)
         return callback_kwargs
 
     generators = _generators(recipe)
@@ -242,13 +294,147 @@ def run_pipeline(
     return list(output.images)
 
 
+def hires_pipeline(pipe: Any) -> Any:
+    """The image-to-image pipeline of ``pipe``'s family over ``pipe``'s own modules (diffusers'
+    ``from_pipe``: no second copy of any weights), with a scheduler of its own: the second pass
+    sets its timesteps and begin index, which must never leak into the next first pass."""
+    from diffusers import AutoPipelineForImage2Image
+
+    scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
+    second = AutoPipelineForImage2Image.from_pipe(pipe, scheduler=scheduler)
+    second.set_progress_bar_config(disable=True)
+    return second
+
+
+def _steps_run(family: str, schedule: int, strength: float) -> int:
+    """How many steps diffusers' image-to-image ``get_timesteps`` runs of a ``schedule``-step
+    schedule at ``strength``: SD and SDXL truncate ``schedule x strength``, FLUX and SD3
+    truncate the steps they skip instead (so they round the other way)."""
+    if family in ("sd", "sdxl"):
+        return min(int(schedule * strength), schedule)
+    return schedule - int(max(schedule - min(schedule * strength, schedule), 0))
+
+
+def hires_schedule(family: str, steps: int, denoise: float) -> int:
+    """The ``num_inference_steps`` that makes the second pass run exactly ``steps`` steps at
+    ``denoise`` (AUTOMATIC1111's meaning of "Hires steps": the steps that run, over a schedule
+    stretched to about ``steps / denoise``), the schedule whose start is nearest ``denoise``."""
+    fits = [n for n in range(steps, math.ceil(steps / denoise) + 2) if _steps_run(family, n, denoise) == steps]
+    if not fits:
+        raise EngineError(f"no schedule runs exactly {steps} hires steps at denoising strength {denoise}")
+    return min(fits, key=lambda n: (abs(steps / n - denoise), n))
+
+
+def enlarge(images: list[Image.Image], size: tuple[int, int], upscaler: upscale.Upscaler | None) -> list[Image.Image]:
+    """Each image at ``size``: through the upscaler model (again while still too small, as
+    AUTOMATIC1111 does), then Lanczos to the exact size; Lanczos alone without a model."""
+    enlarged = []
+    for image in images:
+        image = image.convert("RGB")
+        if upscaler is not None:
+            for _ in range(4):
+                if image.width >= size[0] and image.height >= size[1]:
+                    break
+                image = upscale.upscale_image(upscaler, image)
+                if upscaler.scale == 1:
+                    break
+        if image.size != size:
+            image = image.resize(size, Image.Resampling.LANCZOS)
+        enlarged.append(image)
+    return enlarged
+
+
+def run_hires_pass(
+    pipe: Any,
+    profile: ModelProfile,
+    recipe: Recipe,
+    images: list[Image.Image],
+    upscaler: upscale.Upscaler | None,
+    on_step: ProgressCallback | None = None,
+    *,
+    done: int = 0,
+) -> list[Any]:
+    """The second pass: ``images`` enlarged, then image-to-image on the same weights.
+
+    Each image gets a fresh CPU generator seeded with its own seed (as AUTOMATIC1111's hires
+    pass), so an exact re-run is byte-identical. Progress goes on from ``done`` steps to
+    ``done + hires_steps``; ``on_step`` may raise ``Cancelled``.
+    """
+    assert recipe.hires_scale is not None
+    size = hires_size(recipe.width, recipe.height, recipe.hires_scale, profile.size_multiple)
+    enlarged = enlarge(images, size, upscaler)
+    total = done + recipe.hires_steps
+
+    def callback(_pipe: Any, step: int, _timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
+        if on_step is not None:
+            on_step(done + step + 1, total)
+        return callback_kwargs
+
+    kwargs: dict[str, Any] = {
+        "prompt": recipe.prompt,
+        "image": enlarged,
+        "strength": recipe.hires_denoise,
+        "num_inference_steps": hires_schedule(profile.family, recipe.hires_steps, recipe.hires_denoise),
+        "guidance_scale": recipe.guidance,
+        "num_images_per_prompt": len(recipe.seeds),
+        "generator": _generators(recipe),
+    }
+    if profile.family in ("flux", "sd3"):  # the others take the size from the image
+        kwargs["width"], kwargs["height"] = size
+    if profile.supports_negative_prompt and recipe.negative_prompt:
+        kwargs["negative_prompt"] = recipe.negative_prompt
+    kwargs.update(profile.pipeline_kwargs)
+    second = hires_pipeline(pipe)
+    try:
+        output = second(**kwargs, callback_on_step_end=callback)
+    finally:
+        # Under model CPU offload the second pipeline does not own the hooks: put every module
+        # back where the first pipeline's offload expects it.
+        pipe.maybe_free_model_hooks()
+    return list(output.images)
+
+
+def _size_text(profile: ModelProfile, recipe: Recipe) -> str:
+    if recipe.hires_scale is None:
+        return f"{recipe.width}x{recipe.height}"
+    width, height = hires_size(recipe.width, recipe.height, recipe.hires_scale, profile.size_multiple)
+    return f"{recipe.width}x{recipe.height} (hires pass to {width}x{height})"
+
+
+def _source(data: bytes, index: int, recipe: Recipe) -> Image.Image:
+    with Image.open(io.BytesIO(data)) as image:
+        if image.size != (recipe.width, recipe.height):
+            raise EngineError(
+                f"source image {index} is {image.width}x{image.height}, the recipe says {recipe.width}x{recipe.height}"
+            )
+        return image.convert("RGB")
+
+
 def generate(
     cache: PipelineCache,
     profile: ModelProfile,
     recipe: Recipe,
     on_step: ProgressCallback | None = None,
+    *,
+    source_images: list[bytes] | None = None,
 ) -> GenerationResult:
-    """Make the run's images as PNG bytes with provenance, or raise ``EngineError``/``Cancelled``."""
+    """Make the run's images as PNG bytes with provenance, or raise ``EngineError``/``Cancelled``.
+
+    With ``source_images`` (PNG bytes at the recipe's width x height, one per seed; "Make hero
+    size") the first pass is skipped and those images take the hires pass alone: from a run's
+    own first-pass images that gives the very bytes of the full hires run.
+    """
+    if source_images is not None:
+        if not recipe.has_hires:
+            raise EngineError("source images need a recipe with a hires pass (hires_scale)")
+        if len(source_images) != len(recipe.seeds):
+            raise EngineError(f"{len(source_images)} source images for {len(recipe.seeds)} seeds: give one per seed")
+        sources = [_source(data, index, recipe) for index, data in enumerate(source_images)]
+    upscaler = None
+    if recipe.has_hires and recipe.hires_upscaler != upscale.LANCZOS:
+        # Before any step: a missing or broken upscaler fails the run now, never after the first pass.
+        path = upscale.upscaler_path(cache.models_dir, recipe.hires_upscaler)
+        upscaler = upscale.load_upscaler(path, device=cache.device)
     if profile.is_real and cache.device == "cpu":
         # A real model on the CPU would need tens of GB of RAM and hours: refuse before loading.
         raise EngineError(
@@ -265,13 +451,20 @@ def generate(
         raise EngineError(f"Could not load {profile.name}: {type(exc).__name__}: {exc}") from exc
     started = time.perf_counter()
     try:
-        images = run_pipeline(pipe, profile, recipe, on_step)
+        if source_images is None:
+            total = recipe.steps + (recipe.hires_steps if recipe.has_hires else 0)
+            images = run_pipeline(pipe, profile, recipe, on_step, total=total)
+            done = recipe.steps
+        else:
+            images, done = sources, 0
+        if recipe.has_hires:
+            images = run_hires_pass(pipe, profile, recipe, images, upscaler, on_step, done=done)
     except Cancelled:
         raise
     except torch.OutOfMemoryError as exc:
         free_memory()
         raise EngineError(
-            f"Out of GPU memory making {len(recipe.seeds)} images at {recipe.width}x{recipe.height} "
+            f"Out of GPU memory making {len(recipe.seeds)} images at {_size_text(profile, recipe)} "
             f"with {profile.name}. Try fewer candidates or a smaller size, or close other programs "
             "using the GPU."
         ) from exc

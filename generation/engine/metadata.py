@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from typing import Any
 
 from PIL import Image
@@ -19,6 +20,30 @@ RECIPE_CHUNK = "hoffdesk"
 PARAMETERS_CHUNK = "parameters"
 # Candidates are working files; a light deflate keeps encoding far below generation time.
 PNG_COMPRESS_LEVEL = 1
+
+
+def hires_size(width: int, height: int, scale: float, multiple: int) -> tuple[int, int]:
+    """The hires pass's size: each edge times ``scale``, rounded down to the profile's size
+    multiple (8 for SD/SDXL, 16 for FLUX and SD3), never below the first pass's edge. Torch-free,
+    so the web can check a request's final size against the profile before queueing it."""
+
+    def edge(value: int) -> int:
+        return max(int(value * scale) // multiple * multiple, value)
+
+    return edge(width), edge(height)
+
+
+def _quote(value: object) -> str:
+    """A value as AUTOMATIC1111 writes it: JSON-quoted when it holds a comma, colon or newline."""
+    text = str(value)
+    if "," in text or ":" in text or "\n" in text:
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def upscaler_label(name: str) -> str:
+    """The upscaler as ``parameters`` names it: AUTOMATIC1111's "Lanczos", else the file's stem."""
+    return "Lanczos" if name == "lanczos" else name
 
 
 def model_name(recipe: dict[str, Any]) -> str:
@@ -47,11 +72,21 @@ def a1111_parameters(recipe: dict[str, Any]) -> str:
     pairs += [
         ("Size", f"{recipe['width']}x{recipe['height']}"),
         ("Model", model_name(recipe)),
+    ]
+    # Hires fix, under AUTOMATIC1111's names and in its order; absent without a second pass.
+    if recipe.get("hires_scale") is not None:
+        pairs += [
+            ("Denoising strength", recipe["hires_denoise"]),
+            ("Hires upscale", f"{recipe['hires_scale']:g}"),
+            ("Hires steps", recipe["hires_steps"]),
+            ("Hires upscaler", upscaler_label(recipe["hires_upscaler"])),
+        ]
+    pairs += [
         ("Batch size", recipe["batch_size"]),
         ("Batch pos", recipe["batch_index"]),
         ("Version", f"hoffdesk-images {recipe['hoffdesk_version']}"),
     ]
-    lines.append(", ".join(f"{key}: {value}" for key, value in pairs))
+    lines.append(", ".join(f"{key}: {_quote(value)}" for key, value in pairs))
     return "\n".join(lines)
 
 
@@ -75,6 +110,11 @@ def read_recipe(data: bytes) -> dict[str, Any]:
     return recipe
 
 
+# One ``key: value`` pair of the last line, as AUTOMATIC1111's own reader matches it: a value is
+# JSON-quoted when it holds a comma or colon.
+_A1111_PAIR = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
+
+
 def parse_a1111_parameters(text: str) -> dict[str, str]:
     """Parse the ``parameters`` chunk the way AUTOMATIC1111's readers do."""
     lines = text.strip().split("\n")
@@ -87,7 +127,6 @@ def parse_a1111_parameters(text: str) -> dict[str, str]:
         else:
             prompt_lines.append(line)
     result = {"prompt": "\n".join(prompt_lines), "negative_prompt": negative}
-    for pair in settings.split(", "):
-        key, _, value = pair.partition(": ")
-        result[key] = value
+    for key, value in _A1111_PAIR.findall(settings):
+        result[key.strip()] = str(json.loads(value)) if value.startswith('"') else value.strip()
     return result

@@ -310,3 +310,55 @@ def ensure_tiny(name: str, folder: Path) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return folder
+
+
+TINY_UPSCALER = "tiny-esrgan-x4"
+UPSCALER_BUILD_VERSION = 1
+
+
+def ensure_tiny_upscaler(models_dir: Path) -> Path:
+    """A tiny random-weight Real-ESRGAN x4 (the real RRDBNet, 8 features, 1 block) in
+    ``<models_dir>/upscalers/tiny-esrgan-x4.safetensors``, built once, like the tiny pipelines.
+
+    The growth channels stay at the real 32: spandrel's ESRGAN loader fixes them at 32, so the
+    same file loads through spandrel on a GPU host and through the built-in RRDBNet here.
+    """
+    from safetensors.torch import save_file
+
+    from generation.engine.upscale import RRDBNet, upscalers_dir
+
+    folder = upscalers_dir(models_dir)
+    path = folder / f"{TINY_UPSCALER}.safetensors"
+    # One metadata key: safetensors writes several in no fixed order, and the bytes must not vary.
+    marker = {"hoffdesk_tiny": f"version {UPSCALER_BUILD_VERSION}, seed {INIT_SEED}"}
+    if _upscaler_built(path, marker):
+        return path
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f".{TINY_UPSCALER}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _upscaler_built(path, marker):
+            return path
+        torch.manual_seed(INIT_SEED)
+        net = RRDBNet(num_feat=8, num_block=1, num_grow_ch=32, scale=4)
+        fd, tmp = tempfile.mkstemp(prefix=f".{TINY_UPSCALER}-", suffix=".safetensors", dir=folder)
+        try:
+            with open(fd, "wb"):
+                pass
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, tmp, metadata=marker)
+            Path(tmp).rename(path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return path
+
+
+def _upscaler_built(path: Path, marker: dict[str, str]) -> bool:
+    if not path.is_file():
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return bool(fh.metadata() == marker)
+    except Exception:  # a damaged file: build it again
+        return False
