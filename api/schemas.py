@@ -9,6 +9,8 @@ from typing import Literal
 from ninja import Field, Schema
 from pydantic import ConfigDict, StrictFloat, StrictInt
 
+from generation.validation import MAX_IMAGES, MAX_NAME_LENGTH, MAX_NEGATIVE_PROMPT_LENGTH, MAX_PROMPT_LENGTH
+
 
 class Error(Schema):
     """Every error: ``detail`` starts with the field it is about; ``errors`` has them all by field."""
@@ -63,13 +65,19 @@ class ArticleOut(Schema):
 class RunIn(Input):
     """Every field is optional: an empty object is the Magic Wand."""
 
-    prompt: str | None = Field(None, description="Blank: the Magic Wand writes one from the article.")
-    negative_prompt: str | None = None
-    preset: str | None = Field(None, description="A style preset's slug.")
-    style: str | None = Field(None, description="An image style's slug (`auto`: the article's content type).")
-    model: str | None = Field(None, description="A model profile, e.g. flux-dev or tiny-sd.")
+    prompt: str | None = Field(
+        None, max_length=MAX_PROMPT_LENGTH, description="Blank: the Magic Wand writes one from the article."
+    )
+    negative_prompt: str | None = Field(None, max_length=MAX_NEGATIVE_PROMPT_LENGTH)
+    preset: str | None = Field(None, max_length=MAX_NAME_LENGTH, description="A style preset's slug.")
+    style: str | None = Field(
+        None, max_length=MAX_NAME_LENGTH, description="An image style's slug (`auto`: the article's content type)."
+    )
+    model: str | None = Field(
+        None, max_length=MAX_NAME_LENGTH, description="A model profile, e.g. flux-dev-nf4 or tiny-sd."
+    )
     seed: StrictInt | None = None
-    count: StrictInt | None = None
+    count: StrictInt | None = Field(None, description=f"Candidates, 1 to {MAX_IMAGES} (default 4).")
     width: StrictInt | None = None
     height: StrictInt | None = None
     steps: StrictInt | None = None
@@ -91,11 +99,11 @@ class RegenerateIn(Input):
     candidate: StrictInt | None = Field(None, description="A candidate of this run (same_seed and variations).")
     seed: StrictInt | None = Field(None, description="For mode seed.")
     strength: StrictFloat | None = Field(None, description="For mode variations, 0.05 to 0.5.")
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    preset: str | None = Field(None, description="A style preset's slug.")
-    model: str | None = None
-    count: StrictInt | None = None
+    prompt: str | None = Field(None, max_length=MAX_PROMPT_LENGTH)
+    negative_prompt: str | None = Field(None, max_length=MAX_NEGATIVE_PROMPT_LENGTH)
+    preset: str | None = Field(None, max_length=MAX_NAME_LENGTH, description="A style preset's slug.")
+    model: str | None = Field(None, max_length=MAX_NAME_LENGTH)
+    count: StrictInt | None = Field(None, description=f"Candidates, 1 to {MAX_IMAGES}.")
     steps: StrictInt | None = None
     guidance: StrictFloat | None = None
 
@@ -124,8 +132,18 @@ class RunOut(Schema):
     prompt: str
     negative_prompt: str
     model: str = Field(..., description="The model profile asked for.")
-    engine_profile: str = Field(..., description="The profile that ran (a tiny stand-in in demo mode).")
+    engine_profile: str = Field(
+        ...,
+        description=(
+            "The profile that runs: when queued, what the GPU workers' reports say will run; once a worker "
+            "claims the run, what that worker decided from its own models folder (a tiny stand-in when it has "
+            "no weights for `model`)."
+        ),
+    )
     stand_in: bool
+    engine_note: str = Field(
+        "", description="Why a stand-in runs, e.g. `no GPU worker has flux-dev-nf4 weights: ...`; blank otherwise."
+    )
     seed: int = Field(..., description="The base seed; candidate i has seed + i (variations: all the same).")
     count: int
     width: int

@@ -7,7 +7,7 @@ from django import forms
 from gallery.models import Article
 from generation.models import Candidate, GenerationRun, RegenerateMode, StylePreset
 from generation.profiles import MAX_SEED, profile_choices
-from generation.validation import CANDIDATE_ONLY_MODES
+from generation.validation import CANDIDATE_ONLY_MODES, MAX_IMAGES
 
 
 class GenerateForm(forms.Form):
@@ -21,7 +21,7 @@ class GenerateForm(forms.Form):
     prompt = forms.CharField(
         required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="Blank: made from the article."
     )
-    count = forms.CharField(required=False, initial="4", help_text="1 to 8 candidates.")
+    count = forms.CharField(required=False, initial="4", help_text=f"1 to {MAX_IMAGES} candidates.")
     seed = forms.CharField(required=False, help_text="Blank: a random seed (always recorded).")
     width = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
     height = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
@@ -58,7 +58,7 @@ class RegenerateForm(forms.Form):
     negative_prompt = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     preset = forms.ModelChoiceField(queryset=StylePreset.objects.all(), required=False, empty_label="(the run's)")
     model = forms.ChoiceField(required=False)
-    count = forms.CharField(required=False, help_text="1 to 8 candidates.")
+    count = forms.CharField(required=False, help_text=f"1 to {MAX_IMAGES} candidates.")
     steps = forms.CharField(required=False)
     guidance = forms.CharField(required=False)
     seed = forms.CharField(required=False, help_text="Used by “Seed typed in”.")

@@ -2,7 +2,9 @@
 
 Each django-q2 worker process starts a daemon thread at ``post_spawn`` that upserts its row in
 ``WorkerHeartbeat`` every ``HOFFDESK_HEARTBEAT_INTERVAL`` seconds with the database's clock, so
-an idle GPU worker is visible too (a run's own heartbeat exists only while it runs).
+an idle GPU worker is visible too (a run's own heartbeat exists only while it runs). A GPU
+worker's beat also says which profiles it can run from its own models folder
+(``generation.demo.worker_profiles``), so the web can tell before queueing what a run will use.
 """
 
 from __future__ import annotations
@@ -19,21 +21,26 @@ from django.db.models import Count
 from django.db.models.functions import Now
 from django.utils import timezone
 
+from generation.demo import worker_profiles
 from generation.models import WorkerHeartbeat, worker_identity
 
 logger = logging.getLogger(__name__)
 
 GPU_CLUSTER = str(settings.Q_CLUSTER["name"])
 # The dashboard warns when no GPU worker has beaten for this long.
-WORKER_SILENT_AFTER = timedelta(seconds=60)
+WORKER_SILENT_AFTER: timedelta = WorkerHeartbeat.SILENT_AFTER
 
 
 def worker_beat(cluster: str) -> None:
-    """Record that this worker process is alive, on the database's clock."""
+    """Record that this worker process is alive, on the database's clock, and (a GPU worker)
+    which profiles it can run now: weights fetched while it runs count from the next beat."""
     identity = worker_identity()
-    updated = WorkerHeartbeat.objects.filter(worker=identity).update(cluster=cluster, seen_at=Now())
+    values: dict[str, Any] = {"cluster": cluster, "seen_at": Now()}
+    if cluster == GPU_CLUSTER:
+        values["profiles"] = worker_profiles()
+    updated = WorkerHeartbeat.objects.filter(worker=identity).update(**values)
     if not updated:
-        WorkerHeartbeat.objects.update_or_create(worker=identity, defaults={"cluster": cluster, "seen_at": Now()})
+        WorkerHeartbeat.objects.update_or_create(worker=identity, defaults=values)
 
 
 class WorkerBeat(threading.Thread):
@@ -75,6 +82,22 @@ def newest_worker(cluster: str = GPU_CLUSTER) -> tuple[WorkerHeartbeat | None, f
         return None, None
     now: Any = getattr(beat, "now", None) or timezone.now()
     return beat, max(0.0, (now - beat.seen_at).total_seconds())
+
+
+def gpu_workers(cluster: str = GPU_CLUSTER) -> list[dict[str, Any]]:
+    """Each live worker of ``cluster``, newest first, with its age and what it can run (/healthz)."""
+    listed = []
+    for beat in WorkerHeartbeat.live(cluster).annotate(now=Now()):
+        now: Any = getattr(beat, "now", None) or timezone.now()
+        listed.append(
+            {
+                "worker": beat.worker,
+                "last_seen": beat.seen_at.isoformat(),
+                "age_seconds": round(max(0.0, (now - beat.seen_at).total_seconds()), 1),
+                "profiles": beat.profiles,
+            }
+        )
+    return listed
 
 
 def gpu_worker_silent() -> bool:

@@ -13,7 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.storage import Storage, storages
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -152,7 +152,10 @@ class GenerationRun(ConditionalTransitions):
     engine_profile = models.CharField(
         max_length=40,
         blank=True,
-        help_text="The profile that ran: in demo mode a tiny stand-in of the same family.",
+        help_text="The profile that runs: the web's guess when queued, the claiming worker's choice after.",
+    )
+    engine_note = models.TextField(
+        blank=True, help_text="Why a stand-in runs, e.g. no GPU worker has the weights of the profile asked for."
     )
     prompt = models.TextField()
     prompt_source = models.CharField(
@@ -196,6 +199,10 @@ class GenerationRun(ConditionalTransitions):
     attempts = models.PositiveSmallIntegerField(default=0)
     worker = models.CharField(max_length=200, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The claiming worker's task timeout after the claim, on the database's clock: a run whose
+    # worker is gone after this was killed by the timeout (or would have been), so it is failed
+    # with that reason rather than queued again to be killed again.
+    deadline_at = models.DateTimeField(null=True, blank=True)
 
     queued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -264,9 +271,24 @@ class GenerationRun(ConditionalTransitions):
             return 0
         return round(100 * self.progress_step / self.progress_total)
 
-    def claim(self, max_attempts: int, worker: str | None = None) -> bool:
-        """queued -> running, counting an attempt; only one worker can win."""
+    def claim(
+        self,
+        max_attempts: int,
+        worker: str | None = None,
+        *,
+        engine_profile: str | None = None,
+        engine_note: str = "",
+        timeout: float | None = None,
+    ) -> bool:
+        """queued -> running, counting an attempt; only one worker can win.
+
+        The claiming worker records what it will really run (``engine_profile``, decided from
+        its own models folder) and, with ``timeout``, when its task timeout ends the attempt.
+        """
         now = timezone.now()
+        changes: dict[str, Any] = {}
+        if engine_profile:
+            changes.update(engine_profile=engine_profile, engine_note=engine_note)
         return self._transition(
             Q(status=self.Status.QUEUED, attempts__lt=max_attempts, cancel_requested=False),
             status=self.Status.RUNNING,
@@ -276,8 +298,14 @@ class GenerationRun(ConditionalTransitions):
             # the heartbeat on the database's, the clock every sweeper compares it with.
             started_at=now,
             heartbeat_at=Now(),
+            deadline_at=(
+                ExpressionWrapper(Now() + timedelta(seconds=timeout), output_field=models.DateTimeField())
+                if timeout
+                else None
+            ),
             progress_step=0,
             progress_total=self.steps,
+            **changes,
         )
 
     def live_attempt(self) -> Q:
@@ -349,7 +377,14 @@ class GenerationRun(ConditionalTransitions):
         allowed = self.wanted_attempt() & Q(attempts__lt=max_attempts)
         if stale_after is not None:
             allowed &= self.stale_heartbeat(stale_after)
-        return self._transition(allowed, status=self.Status.QUEUED, worker="", heartbeat_at=None, progress_step=0)
+        return self._transition(
+            allowed, status=self.Status.QUEUED, worker="", heartbeat_at=None, deadline_at=None, progress_step=0
+        )
+
+    @staticmethod
+    def past_deadline() -> Q:
+        """The claiming worker's task timeout has run out (database clock)."""
+        return Q(deadline_at__isnull=False, deadline_at__lte=Now())
 
     @staticmethod
     def stale_heartbeat(seconds: float) -> Q:
@@ -477,9 +512,21 @@ class WorkerHeartbeat(models.Model):
     cluster = models.CharField(max_length=40, db_index=True)
     started_at = models.DateTimeField(default=timezone.now)
     seen_at = models.DateTimeField(db_index=True)
+    # What a GPU worker can run, decided from its own models folder and HOFFDESK_DEMO: profile
+    # asked for -> profile that runs (itself when its weights are there, else its tiny stand-in).
+    # A profile it cannot run is not listed. The web reads it to say what a run will use.
+    profiles = models.JSONField(default=dict, blank=True)
+
+    # A worker not seen for this long counts as gone (the dashboard's banner, the web's guess).
+    SILENT_AFTER = timedelta(seconds=60)
 
     class Meta:
         ordering = ["-seen_at"]
 
     def __str__(self) -> str:
         return f"{self.worker} ({self.cluster})"
+
+    @classmethod
+    def live(cls, cluster: str) -> models.QuerySet[WorkerHeartbeat]:
+        """The workers of ``cluster`` seen within ``SILENT_AFTER`` (database clock)."""
+        return cls.objects.filter(cluster=cluster, seen_at__gte=Now() - cls.SILENT_AFTER)

@@ -14,7 +14,6 @@ from pathlib import Path
 ARCHITECTURES_DIR = Path(__file__).resolve().parent / "architectures"
 
 MAX_SEED = 2**32 - 1
-DEFAULT_MAX_COUNT = 8
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,12 @@ class ModelProfile:
     size_multiple: int
     min_size: int
     max_size: int
-    max_count: int = DEFAULT_MAX_COUNT
+    # Width x height at most (None: any size within min_size..max_size on each edge). The tiny
+    # models take a real profile's edges when they stand in for it, within this budget.
+    max_pixels: int | None = None
+    # Seconds of GPU time per megapixel-step, a conservative guess for a 12 GB card (a tiny model:
+    # for two CPU cores) until the worker has finished runs of this profile to learn from.
+    seconds_per_megapixel_step: float = 2.0
     tiny: bool = False
     supports_negative_prompt: bool = True
     sampler: str = ""
@@ -101,7 +105,7 @@ def _tiny(
         memory="gpu",
         vae_tiling=False,
         default_steps=default_steps,
-        max_steps=1000,
+        max_steps=1000,  # long runs for tests; the GPU-time estimate refuses what cannot finish
         default_guidance=default_guidance,
         max_guidance=max_guidance,
         native_width=512,
@@ -109,6 +113,8 @@ def _tiny(
         size_multiple=size_multiple,
         min_size=64,
         max_size=1024,
+        max_pixels=1024 * 1024,
+        seconds_per_megapixel_step=2.0,
         tiny=True,
         supports_negative_prompt=supports_negative_prompt,
         sampler=sampler,
@@ -140,6 +146,7 @@ REAL_PROFILES: tuple[ModelProfile, ...] = (
         min_size=256,
         max_size=2048,
         supports_negative_prompt=False,
+        seconds_per_megapixel_step=2.5,
         sampler="Euler (flow matching)",
         licence="FLUX.1 [dev] non-commercial licence: commercial use needs review",
         pipeline_kwargs={"max_sequence_length": 512},
@@ -165,6 +172,7 @@ REAL_PROFILES: tuple[ModelProfile, ...] = (
         min_size=256,
         max_size=2048,
         supports_negative_prompt=False,
+        seconds_per_megapixel_step=2.5,
         sampler="Euler (flow matching)",
         licence="Apache-2.0",
         pipeline_kwargs={"max_sequence_length": 256},
@@ -189,6 +197,7 @@ REAL_PROFILES: tuple[ModelProfile, ...] = (
         size_multiple=8,
         min_size=256,
         max_size=1024,
+        seconds_per_megapixel_step=0.5,
         sampler="Euler a",
         licence="Stability AI community licence",
     ),
@@ -212,6 +221,7 @@ REAL_PROFILES: tuple[ModelProfile, ...] = (
         size_multiple=8,
         min_size=512,
         max_size=2048,
+        seconds_per_megapixel_step=1.0,
         sampler="Euler",
         licence="CreativeML Open RAIL++-M",
     ),
@@ -235,6 +245,7 @@ REAL_PROFILES: tuple[ModelProfile, ...] = (
         size_multiple=16,
         min_size=512,
         max_size=2048,
+        seconds_per_megapixel_step=1.5,
         sampler="Euler (flow matching)",
         licence="Stability AI community licence",
     ),

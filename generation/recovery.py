@@ -2,7 +2,8 @@
 
 Called when a worker starts, at the start of every task, and by the periodic sweep on the light
 cluster (``generation.tasks.runs_sweep``). Every write re-checks its condition in its UPDATE, so
-a worker that is alive after all keeps its run.
+a worker that is alive after all keeps its run. This module uses ``generation.services`` (queueing,
+deleting files) and is never imported by it: one direction.
 """
 
 from __future__ import annotations
@@ -57,21 +58,6 @@ def runs_requeue_lost() -> list[int]:
             run_enqueue(run=run)
         requeued.append(run_id)
     return requeued
-
-
-def run_cancel_and_discard(*, run: GenerationRun, worker_stopped: bool = False) -> bool:
-    """Cancel, then delete the files no row points at: the one place that does both.
-
-    An editor's cancel (``worker_stopped=False``) ends a queued run at once and asks a running
-    one to stop at its next progress write. The worker that then stopped (``worker_stopped=True``)
-    ends its own attempt cancelled, if an editor asked for it; ``run`` must still carry that
-    attempt's number (do not refresh it first). Whoever ends the run deletes its files. True when
-    the cancel was asked for (editor) or this attempt ended cancelled (worker).
-    """
-    changed = run.mark_cancelled() if worker_stopped else run.request_cancel()
-    if changed and run.status == GenerationRun.Status.CANCELLED:
-        run_discard_files(run=run)
-    return changed
 
 
 # A process that started this long after the run's claim cannot be the worker that claimed it.
@@ -142,6 +128,15 @@ def _finish_orphan(run: GenerationRun, still_orphaned: Q, error: str) -> bool:
     return False
 
 
+def timed_out_message() -> str:
+    """Why a run that ran past the task timeout failed, naming the limit (and not tried again)."""
+    return (
+        f"This run took longer than the worker's task timeout of {settings.HOFFDESK_TASK_TIMEOUT} s "
+        "(HOFFDESK_TASK_TIMEOUT) and was stopped; it is not tried again, since it would be stopped again. "
+        "Ask for fewer steps, fewer candidates or a smaller size."
+    )
+
+
 def runs_recover_orphaned() -> list[int]:
     """Runs left ``running`` by a dead worker: queue them again, or fail them past the limit.
 
@@ -149,7 +144,8 @@ def runs_recover_orphaned() -> list[int]:
     dead when its process is gone; one elsewhere when its heartbeat is older than
     ``HOFFDESK_STALE_AFTER`` seconds by the database's clock, so no two machines' clocks are
     compared. Every write re-checks that in its UPDATE, so a worker that beat after the read keeps
-    its run.
+    its run. A run past its worker's task timeout (``deadline_at``) is failed with that reason,
+    never queued again.
     """
     host = socket.gethostname()
     stale_after = settings.HOFFDESK_STALE_AFTER
@@ -160,13 +156,26 @@ def runs_recover_orphaned() -> list[int]:
             When(GenerationRun.stale_heartbeat(stale_after), then=Value(True)),
             default=Value(False),
             output_field=BooleanField(),
-        )
+        ),
+        is_past_deadline=Case(
+            When(GenerationRun.past_deadline(), then=Value(True)), default=Value(False), output_field=BooleanField()
+        ),
     )
     for run in running:
         why = _worker_is_gone(run, host, bool(getattr(run, "heartbeat_is_stale", False)))
         if why is None:
             continue
         guard = stale_after if why == "stale" else None
+        if getattr(run, "is_past_deadline", False):
+            # Its worker's task timeout ran out: django-q2 killed it, or would have. Another
+            # attempt would be killed the same way, so it ends here with that reason.
+            still_orphaned = run.live_attempt() & GenerationRun.past_deadline()
+            if guard is not None:
+                still_orphaned &= GenerationRun.stale_heartbeat(guard)
+            if _finish_orphan(run, still_orphaned, timed_out_message()):
+                run_discard_files(run=run)
+                recovered.append(run.pk)
+            continue
         gone_worker = run.worker  # the requeue clears it
         with transaction.atomic():
             if run.requeue_orphaned(limit, stale_after=guard):

@@ -1,6 +1,7 @@
 """Writes that span models or the queue: submitting, regenerating, queueing and cancelling runs,
 and deleting the files no row points at. Requests are checked first by ``generation.validation``;
-recovering runs left by a dead worker is ``generation.recovery``.
+recovering runs left by a dead worker is ``generation.recovery``, which uses this module (never
+the other way round).
 """
 
 from __future__ import annotations
@@ -278,9 +279,22 @@ def gpu_queue_name() -> str:
 
 def run_cancel(*, run: GenerationRun) -> bool:
     """Cancel a queued run at once or ask a running one to stop; False when already finished."""
-    from generation.recovery import run_cancel_and_discard  # recovery imports this module
-
     return run_cancel_and_discard(run=run)
+
+
+def run_cancel_and_discard(*, run: GenerationRun, worker_stopped: bool = False) -> bool:
+    """Cancel, then delete the files no row points at: the one place that does both.
+
+    An editor's cancel (``worker_stopped=False``) ends a queued run at once and asks a running
+    one to stop at its next progress write. The worker that then stopped (``worker_stopped=True``)
+    ends its own attempt cancelled, if an editor asked for it; ``run`` must still carry that
+    attempt's number (do not refresh it first). Whoever ends the run deletes its files. True when
+    the cancel was asked for (editor) or this attempt ended cancelled (worker).
+    """
+    changed = run.mark_cancelled() if worker_stopped else run.request_cancel()
+    if changed and run.status == GenerationRun.Status.CANCELLED:
+        run_discard_files(run=run)
+    return changed
 
 
 def run_discard_files(*, run: GenerationRun, attempts: Iterable[int] | None = None) -> None:

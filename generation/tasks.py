@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import DatabaseError, InterfaceError, OperationalError, close_old_connections, connection, transaction
+from django_q.exceptions import TimeoutException
 
+from generation.demo import WeightsMissing, worker_engine_profile
 from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
-from generation.profiles import get_profile
-from generation.recovery import run_cancel_and_discard, runs_recover_orphaned, runs_requeue_lost
-from generation.services import run_discard_files
+from generation.profiles import UnknownProfile, get_profile
+from generation.recovery import runs_recover_orphaned, runs_requeue_lost, timed_out_message
+from generation.services import run_cancel_and_discard, run_discard_files
 from generation.thumbnails import thumbnails_ensure_batch
+from generation.validation import engine_limits_problem
 
 if TYPE_CHECKING:
     from generation.engine.generate import GenerationResult
@@ -140,10 +143,20 @@ def run_generate(run_id: int) -> str:
     run = GenerationRun.objects.filter(pk=run_id).first()
     if run is None:
         return "gone"
-    if not run.claim(settings.HOFFDESK_RUN_MAX_ATTEMPTS):
+    engine_profile, engine_note, refusal = _engine_choice(run)
+    if not run.claim(
+        settings.HOFFDESK_RUN_MAX_ATTEMPTS,
+        engine_profile=engine_profile,
+        engine_note=engine_note,
+        timeout=settings.HOFFDESK_TASK_TIMEOUT,
+    ):
         logger.info("run %s not claimed: it is %s", run_id, run.status)
         return f"not claimed: {run.status}"
     attempt = run.attempts
+    if refusal:
+        logger.warning("run %s failed: %s", run.pk, refusal)
+        run.fail(refusal)
+        return "failed"
     heartbeat: _Heartbeat | None = None
     try:
         logger.info(
@@ -163,10 +176,50 @@ def run_generate(run_id: int) -> str:
         return _execute(run)
     except Exception as exc:
         return _fail_after_error(run, exc, attempt=attempt)
+    except TimeoutException:
+        # django-q2's SIGALRM at HOFFDESK_TASK_TIMEOUT (a SystemExit, so no ``except Exception``
+        # above sees it): fail the run with that reason before django-q2 ends this process, so
+        # the sweep never takes the run for a crash and runs it again to be killed again.
+        _fail_timed_out(run, attempt=attempt)
+        raise
     finally:
         if heartbeat is not None:
             heartbeat.stopped.set()
             heartbeat.join()
+
+
+def _engine_choice(run: GenerationRun) -> tuple[str, str, str]:
+    """What this worker runs for ``run``, decided from its own models folder (the web only
+    guessed): (engine profile, note for the editor when a stand-in runs, refusal or "")."""
+    try:
+        profile = get_profile(run.model_profile)
+        engine = worker_engine_profile(profile)
+    except (UnknownProfile, WeightsMissing) as exc:
+        return "", "", str(exc.args[0] if isinstance(exc, UnknownProfile) else exc)
+    except Exception as exc:  # the run is claimed and failed with it: never left queued by a bug
+        logger.exception("run %s: deciding what to run failed", run.pk)
+        return "", "", _failure_message(exc)
+    if engine == profile.name:
+        return engine, "", ""
+    note = f"The GPU worker that took this run has no {profile.name} weights: it ran the stand-in {engine}."
+    problem = engine_limits_problem(
+        profile=profile, engine=get_profile(engine), width=run.width, height=run.height, steps=run.steps
+    )
+    return engine, note, problem
+
+
+def _fail_timed_out(run: GenerationRun, *, attempt: int) -> None:
+    """Fail this attempt with the task timeout as its reason and delete what it wrote; quick, as
+    django-q2 ends the process a few seconds after its alarm."""
+    run.attempts = attempt
+    logger.error("run %s: stopped by the %s s task timeout", run.pk, settings.HOFFDESK_TASK_TIMEOUT)
+    try:
+        _discard_own_files(run)
+        if run.fail(timed_out_message()):
+            run_discard_files(run=run)
+    except Exception:
+        # The deadline recorded at the claim lets the sweep fail it instead, with the same reason.
+        logger.exception("run %s: recording the timeout failed; the sweep records it", run.pk)
 
 
 def runs_sweep() -> dict[str, list[int]]:
@@ -224,8 +277,7 @@ def _fail_after_error(run: GenerationRun, exc: Exception, *, attempt: int, tries
             _drop_connection()
             time.sleep(min(2.0 * attempt, 5.0))
     else:
-        with _unrecorded_lock:
-            _unrecorded[run.pk] = (run, message)
+        unrecorded_failures.add(run, message)
         logger.critical(
             "run %s could not be marked failed: the database does not answer; this worker records it when it does",
             run.pk,
@@ -241,38 +293,60 @@ def _fail_after_error(run: GenerationRun, exc: Exception, *, attempt: int, tries
     return "failed"
 
 
-# Failures this process could not write (the database was away for longer than the tries above).
-# The run stays ``running`` under this live process, which no sweep on this host takes from it, so
-# the process itself writes them later: its WorkerBeat thread tries on every beat, and so does the
-# next task before its claim. A run taken over meanwhile is left to its new attempt.
-_unrecorded: dict[int, tuple[GenerationRun, str]] = {}
-_unrecorded_lock = threading.Lock()
+class UnrecordedFailures:
+    """Failures this process could not write (the database was away for longer than the tries in
+    ``_fail_after_error``); this object alone holds them, behind its lock.
+
+    The run stays ``running`` under this live process, which no sweep on this host takes from it,
+    so the process itself writes them later: the next task before its claim, and the WorkerBeat
+    thread in ``generation.health`` on every beat, both by asking ``record``. A run taken over
+    meanwhile is left to its new attempt.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[int, tuple[GenerationRun, str]] = {}
+
+    def add(self, run: GenerationRun, message: str) -> None:
+        with self._lock:
+            self._runs[run.pk] = (run, message)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._runs)
+
+    def record(self) -> list[int]:
+        """Mark failed the runs held here, once the database answers; returns their ids."""
+        with self._lock:
+            pending = list(self._runs.values())
+        recorded = []
+        for run, message in pending:
+            try:
+                failed = run.fail(message)
+            except DatabaseError:
+                logger.warning("run %s: recording its failure failed again; trying on the next beat", run.pk)
+                _drop_connection()
+                continue
+            with self._lock:
+                self._runs.pop(run.pk, None)
+            if not failed:
+                logger.info("run %s: its failure was not recorded, another attempt holds it now", run.pk)
+                continue
+            logger.warning("run %s: failure recorded now that the database answers: %s", run.pk, message)
+            recorded.append(run.pk)
+            try:
+                run_discard_files(run=run)
+            except Exception:
+                logger.exception("run %s: deleting this attempt's files failed", run.pk)
+        return recorded
+
+
+unrecorded_failures = UnrecordedFailures()
 
 
 def runs_record_unrecorded_failures() -> list[int]:
     """Mark failed the runs whose failure this process could not write before; returns their ids."""
-    with _unrecorded_lock:
-        pending = list(_unrecorded.values())
-    recorded = []
-    for run, message in pending:
-        try:
-            failed = run.fail(message)
-        except DatabaseError:
-            logger.warning("run %s: recording its failure failed again; trying on the next beat", run.pk)
-            _drop_connection()
-            continue
-        with _unrecorded_lock:
-            _unrecorded.pop(run.pk, None)
-        if not failed:
-            logger.info("run %s: its failure was not recorded, another attempt holds it now", run.pk)
-            continue
-        logger.warning("run %s: failure recorded now that the database answers: %s", run.pk, message)
-        recorded.append(run.pk)
-        try:
-            run_discard_files(run=run)
-        except Exception:
-            logger.exception("run %s: deleting this attempt's files failed", run.pk)
-    return recorded
+    return unrecorded_failures.record()
 
 
 def _discard_own_files(run: GenerationRun) -> None:

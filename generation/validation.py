@@ -3,29 +3,43 @@
 Every entry point (the dashboard's forms, the command line, the JSON API, the image APIs) sends
 its fields through ``run_validate``, so bad input is refused the same way everywhere: a
 ``ValidationError`` that maps each field to a message an editor can act on, and nothing queued.
+
+The limits every door shares are stated here once: text lengths (``TEXT_LIMITS``), images per
+run (``MAX_IMAGES``), and the GPU time a run may need (``run_gpu_seconds_estimate`` against
+``HOFFDESK_TASK_TIMEOUT``). Sizes and steps come from the model profile asked for and, when a
+stand-in runs for it, from the stand-in too.
 """
 
 from __future__ import annotations
 
 import secrets
+import statistics
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from generation.demo import WeightsMissing, engine_profile_for
-from generation.models import RegenerateMode, StylePreset
+from generation.demo import WeightsMissing, engine_profile_expected
+from generation.models import GenerationRun, RegenerateMode, StylePreset
 from generation.profiles import MAX_SEED, ModelProfile, UnknownProfile, get_profile
 from generation.prompts import prompt_length_warning
 
+# Characters per text field, for every door (the API schemas state the same numbers).
 MAX_PROMPT_LENGTH = 2000
+MAX_NEGATIVE_PROMPT_LENGTH = 2000
+MAX_NAME_LENGTH = 80  # a model profile's, preset's or style's name as a client sends it
+TEXT_LIMITS = {"prompt": MAX_PROMPT_LENGTH, "negative_prompt": MAX_NEGATIVE_PROMPT_LENGTH, "model": MAX_NAME_LENGTH}
+# Candidates per run, whichever door asks (AUTOMATIC1111's batch_size x n_iter, OpenAI's n).
+MAX_IMAGES = 8
+DEFAULT_COUNT = 4
 
 
 @dataclass(frozen=True)
 class RunParameters:
     model_profile: str
     engine_profile: str
+    engine_note: str
     prompt: str
     negative_prompt: str
     width: int
@@ -73,6 +87,21 @@ def _as_float(value: Any, field: str, errors: dict[str, str]) -> float | None:
     return number
 
 
+def _check_text(field: str, value: Any, errors: dict[str, str]) -> str:
+    """``value`` stripped, or "" with an error when it is no text or longer than its limit."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        errors[field] = f"{field} must be text."
+        return ""
+    value = value.strip()
+    limit = TEXT_LIMITS[field]
+    if len(value) > limit:
+        errors[field] = f"{field} must be at most {limit} characters, not {len(value)}."
+        return ""
+    return value
+
+
 def _check_size(profile: ModelProfile, field: str, value: int, errors: dict[str, str]) -> None:
     if not profile.min_size <= value <= profile.max_size:
         errors[field] = (
@@ -101,23 +130,29 @@ def run_validate(
     variation_strength: Any = None,
     variation_seed: Any = None,
 ) -> RunParameters:
-    """Check a request against its model profile; ``ValidationError`` maps field -> message."""
+    """Check a request against its model profile, and against the stand-in that will run for it;
+    ``ValidationError`` maps field -> message. Every field is checked before anything is derived
+    from it (a random seed from the count, a time estimate from the size)."""
     errors: dict[str, str] = {}
-    name = model or (preset.model_profile if preset and preset.model_profile else settings.HOFFDESK_DEFAULT_MODEL)
+    name = _check_text("model", model, errors) or (
+        preset.model_profile if preset and preset.model_profile else settings.HOFFDESK_DEFAULT_MODEL
+    )
+    if errors:
+        raise ValidationError(errors)
     try:
         profile = get_profile(name)
     except UnknownProfile as exc:
         raise ValidationError({"model": str(exc.args[0])}) from None
     try:
-        engine_profile = engine_profile_for(profile)
+        choice = engine_profile_expected(profile)
     except WeightsMissing as exc:
         raise ValidationError({"model": str(exc)}) from None
+    engine = get_profile(choice.engine_profile)
 
-    prompt = (prompt or "").strip()
-    if not prompt:
+    prompt = _check_text("prompt", prompt, errors)
+    if not prompt and "prompt" not in errors:
         errors["prompt"] = "prompt must not be empty."
-    elif len(prompt) > MAX_PROMPT_LENGTH:
-        errors["prompt"] = f"prompt must be at most {MAX_PROMPT_LENGTH} characters, not {len(prompt)}."
+    negative = _check_text("negative_prompt", negative_prompt, errors)
 
     w = _as_int(width, "width", errors)
     h = _as_int(height, "height", errors)
@@ -130,17 +165,23 @@ def run_validate(
         _check_size(profile, "width", w, errors)
     if "height" not in errors:
         _check_size(profile, "height", h, errors)
+    if "width" not in errors and "height" not in errors:
+        _check_pixels(profile, engine, w, h, errors)
 
     n_steps = _as_int(steps, "steps", errors)
     if n_steps is None:
         n_steps = recipe.steps if recipe and recipe.steps else profile.default_steps
-    if "steps" not in errors and not 1 <= n_steps <= profile.max_steps:
-        errors["steps"] = f"steps must be between 1 and {profile.max_steps} for {profile.name}, not {n_steps}."
+    if "steps" not in errors:
+        for limit in (profile, engine):
+            if not 1 <= n_steps <= limit.max_steps:
+                errors["steps"] = f"steps must be between 1 and {limit.max_steps} for {limit.name}, not {n_steps}."
+                break
 
     n = _as_int(count, "count", errors)
-    n = 4 if n is None else n
-    if "count" not in errors and not 1 <= n <= profile.max_count:
-        errors["count"] = f"count must be between 1 and {profile.max_count} for {profile.name}, not {n}."
+    n = DEFAULT_COUNT if n is None else n
+    if "count" not in errors and not 1 <= n <= MAX_IMAGES:
+        errors["count"] = f"count must be between 1 and {MAX_IMAGES}, not {n}."
+    n_valid = n if "count" not in errors else 1  # what the seeds below may be derived from
 
     g = _as_float(guidance, "guidance", errors)
     if g is None:
@@ -150,7 +191,7 @@ def run_validate(
 
     s = _as_int(seed, "seed", errors)
     if s is None and "seed" not in errors:
-        s = secrets.randbelow(MAX_SEED - max(n, 1) + 2)
+        s = secrets.randbelow(MAX_SEED - n_valid + 2)
     elif s is not None and not 0 <= s <= MAX_SEED:
         errors["seed"] = f"seed must be between 0 and {MAX_SEED}, not {s}."
     elif s is not None and "count" not in errors and s + n - 1 > MAX_SEED:
@@ -165,12 +206,14 @@ def run_validate(
                 f"not {strength}."
             )
         elif v_seed is None and "variation_seed" not in errors:
-            v_seed = secrets.randbelow(MAX_SEED - max(n, 1) + 2)
-        elif v_seed is not None and not 0 <= v_seed <= MAX_SEED - max(n, 1) + 1:
+            v_seed = secrets.randbelow(MAX_SEED - n_valid + 2)
+        elif v_seed is not None and not 0 <= v_seed <= MAX_SEED - n_valid + 1:
             errors["variation_seed"] = f"variation seed + count - 1 must be between 0 and {MAX_SEED}, not {v_seed}."
     elif strength is None:
         v_seed = None
 
+    if not errors:
+        _check_gpu_time(engine, w, h, n_steps, n, errors)
     if errors:
         raise ValidationError(errors)
     assert s is not None
@@ -178,10 +221,11 @@ def run_validate(
         variation_seed=v_seed,
         variation_strength=strength or 0.0,
         model_profile=profile.name,
-        engine_profile=engine_profile,
+        engine_profile=engine.name,
+        engine_note=choice.note,
         prompt_warning=prompt_length_warning(prompt, profile),
         prompt=prompt,
-        negative_prompt=(negative_prompt or "").strip(),
+        negative_prompt=negative,
         width=w,
         height=h,
         steps=n_steps,
@@ -189,3 +233,71 @@ def run_validate(
         base_seed=s,
         count=n,
     )
+
+
+def _check_pixels(profile: ModelProfile, engine: ModelProfile, w: int, h: int, errors: dict[str, str]) -> None:
+    """A stand-in takes the edges of the real profile it runs for (a demo install still makes a
+    1216x640 hero), within its own pixel budget; a profile asked for directly, its own."""
+    for limit in (profile, engine):
+        if limit.max_pixels is not None and w * h > limit.max_pixels:
+            edge = int(limit.max_pixels**0.5)
+            role = f", the stand-in that runs {profile.name} here" if limit is not profile else ""
+            errors["width"] = (
+                f"width x height must be at most {limit.max_pixels} pixels ({edge}x{edge}) on {limit.name}{role}; "
+                f"{w}x{h} is {w * h}."
+            )
+            return
+
+
+def engine_limits_problem(*, profile: ModelProfile, engine: ModelProfile, width: int, height: int, steps: int) -> str:
+    """What the profile that runs cannot do of a run checked against another guess (the worker
+    that claims a run may choose a stand-in the web did not expect); "" when it fits."""
+    errors: dict[str, str] = {}
+    _check_pixels(profile, engine, width, height, errors)
+    if not 1 <= steps <= engine.max_steps:
+        errors["steps"] = f"steps must be between 1 and {engine.max_steps} for {engine.name}, not {steps}."
+    return " ".join(errors.values())
+
+
+# Runs learned from: the newest succeeded ones of a profile with at least this much work (a tiny
+# run's fixed costs would make its rate look huge), and the margin put on their median.
+LEARN_FROM_RUNS = 20
+LEARN_MIN_MEGAPIXEL_STEPS = 1.0
+ESTIMATE_MARGIN = 1.25
+
+
+def seconds_per_megapixel_step(profile: ModelProfile) -> float:
+    """GPU seconds per megapixel-step of ``profile``: learned from the workers' past succeeded
+    runs that ran it (their median, with a margin), else the profile's conservative default."""
+    rows = (
+        GenerationRun.objects.filter(
+            status=GenerationRun.Status.SUCCEEDED, engine_profile=profile.name, gpu_seconds__isnull=False
+        )
+        .order_by("-finished_at")
+        .values_list("gpu_seconds", "width", "height", "steps", "count")[: LEARN_FROM_RUNS * 2]
+    )
+    rates = []
+    for gpu_seconds, w, h, steps, count in rows:
+        work = w * h / 1e6 * steps * count
+        if gpu_seconds is not None and work >= LEARN_MIN_MEGAPIXEL_STEPS:
+            rates.append(gpu_seconds / work)
+    if not rates:
+        return profile.seconds_per_megapixel_step
+    return statistics.median(rates[:LEARN_FROM_RUNS]) * ESTIMATE_MARGIN
+
+
+def run_gpu_seconds_estimate(*, profile: ModelProfile, width: int, height: int, steps: int, count: int) -> float:
+    """About how many GPU seconds a run of ``profile`` takes (the pipeline, not the model load)."""
+    return width * height / 1e6 * steps * count * seconds_per_megapixel_step(profile)
+
+
+def _check_gpu_time(engine: ModelProfile, w: int, h: int, steps: int, count: int, errors: dict[str, str]) -> None:
+    """Refuse what cannot finish inside the worker's task timeout: django-q2 would kill it."""
+    estimate = run_gpu_seconds_estimate(profile=engine, width=w, height=h, steps=steps, count=count)
+    limit = settings.HOFFDESK_TASK_TIMEOUT
+    if estimate > limit:
+        errors["steps"] = (
+            f"this run would take about {estimate:.0f} s of GPU time on {engine.name} ({count} x {w}x{h}, "
+            f"{steps} steps), more than the task timeout of {limit} s (HOFFDESK_TASK_TIMEOUT): ask for fewer "
+            "steps, fewer candidates or a smaller size."
+        )

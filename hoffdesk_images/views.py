@@ -11,14 +11,16 @@ from django.views.decorators.http import require_GET
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
-    """No login and no secrets: is the database there, when was a GPU worker last seen, how
-    deep is each queue. 503 when the database cannot be reached."""
-    from generation.health import GPU_CLUSTER, newest_worker, queue_depth
+    """No login and no secrets: is the database there, when was a GPU worker last seen, what each
+    live GPU worker can run (profile asked for -> profile that runs: itself, or its tiny
+    stand-in), how deep is each queue. 503 when the database cannot be reached."""
+    from generation.health import GPU_CLUSTER, gpu_workers, newest_worker, queue_depth
 
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         beat, age = newest_worker()
+        workers = gpu_workers()
         depth = queue_depth()
     except DatabaseError as exc:
         body = {"status": "error", "database": "unreachable", "error": type(exc).__name__}
@@ -32,6 +34,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
                 "last_seen": beat.seen_at.isoformat() if beat else None,
                 "age_seconds": round(age, 1) if age is not None else None,
             },
+            "gpu_workers": workers,
             "queue_depth": depth,
         }
     )

@@ -62,6 +62,11 @@ def test_a_preset_or_style_is_named_by_slug(api, article) -> None:
         ({"seed": 2**40}, "seed"),
         ({"guidance": -1}, "guidance"),
         ({"prompt": "x" * 2001}, "prompt"),
+        ({"negative_prompt": "x" * 1_000_000}, "negative_prompt"),
+        ({"model": "m" * 100_000}, "model"),
+        ({"count": 2**40}, "count"),  # once a 500: a random seed was drawn from it before it was checked
+        ({"count": 2**63}, "count"),
+        ({"count": 8, "width": 1024, "height": 1024, "steps": 1000}, "steps"),  # hours of GPU time
         ({"width": "wide"}, "width"),
         ({"steps": 2.5}, "steps"),
         ({"guidance": "strong"}, "guidance"),
@@ -198,3 +203,16 @@ def test_regenerate_with_a_candidate_of_another_run_answers_400(api, article) ->
 
 def test_regenerate_of_an_unknown_run_answers_404(api) -> None:
     assert_error(api.post("/api/v1/runs/424242/regenerate", {"mode": "exact"}), 404, "id")
+
+
+@pytest.mark.parametrize("mode", ["new_seeds", "variations"])
+def test_regenerate_with_an_out_of_range_count_answers_400_naming_it(api, article, mode) -> None:
+    candidate = seeded_candidate(article)
+    before = queued()
+    payload = {
+        "mode": mode,
+        "count": 2**40,
+        **({"candidate": candidate.pk, "strength": 0.2} if mode == "variations" else {}),
+    }
+    assert_error(api.post(f"/api/v1/runs/{candidate.run_id}/regenerate", payload), 400, "count")
+    assert queued() == before

@@ -202,7 +202,7 @@ def test_a_failure_written_while_the_database_is_locked_is_recorded_by_the_worke
     assert run.status == Status.FAILED and run.attempts == 1
     assert "the profile table is broken" in run.error
     assert not candidate_storage().exists(written)
-    assert tasks._unrecorded == {}
+    assert len(tasks.unrecorded_failures) == 0
 
 
 # --- the periodic sweep --------------------------------------------------------------------------

@@ -38,6 +38,12 @@ BAD_INPUT = [
     ({"guidance": 99}, "guidance", "between 0 and"),
     ({"model": "dall-e"}, "model", "unknown model profile 'dall-e'"),
     ({"prompt": " ", "model": "tiny-sd"}, "prompt", "must not be empty"),
+    # Every door's text goes through here, the image APIs' negative_prompt included.
+    ({"negative_prompt": "x" * 1_000_000}, "negative_prompt", "at most 2000 characters"),
+    ({"prompt": ["a", "list"]}, "prompt", "must be text"),
+    # Checked before a random seed is drawn from it (once a ValueError: a server error).
+    ({"count": 2**40}, "count", "between 1 and 8"),
+    ({"count": 2**40, "variation_strength": 0.2}, "count", "between 1 and 8"),
 ]
 
 
