@@ -41,11 +41,10 @@ from api.models import ApiToken
 from generation.models import GenerationRun, RequestedVia
 from generation.profiles import UnknownProfile, all_profiles, get_profile
 from generation.services import QueueLimitReached, run_cancel, run_submit
-from generation.validation import MAX_VARIATION_STRENGTH, MIN_VARIATION_STRENGTH
+from generation.validation import MAX_IMAGES, MAX_VARIATION_STRENGTH, MIN_VARIATION_STRENGTH
 
 logger = logging.getLogger(__name__)
 
-MAX_IMAGES = 8  # batch_size x n_iter: one run, one GPU, at most this many candidates
 # Our field names -> theirs, for the service's validation messages.
 RENAME = {
     "guidance": "cfg_scale",

@@ -41,10 +41,10 @@ from api.models import ApiToken
 from generation.models import Candidate, GenerationRun, RequestedVia
 from generation.profiles import UnknownProfile, all_profiles, get_profile
 from generation.services import QueueLimitReached, run_submit
+from generation.validation import MAX_IMAGES
 
 logger = logging.getLogger(__name__)
 
-MAX_IMAGES = 8
 # A ``url`` answer links to the PNG with no login for HOFFDESK_IMAGE_URL_SECONDS. The link signs
 # the candidate and the token that asked ("v2": links that signed only the candidate are void).
 URL_SALT = "api.openai_images.url.v2"

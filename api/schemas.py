@@ -9,6 +9,8 @@ from typing import Literal
 from ninja import Field, Schema
 from pydantic import ConfigDict, StrictFloat, StrictInt
 
+from gallery.publishing import MAX_ALT_TEXT
+from gallery.services import MAX_REVIEW_REASON_LENGTH
 from generation.validation import MAX_IMAGES, MAX_NAME_LENGTH, MAX_NEGATIVE_PROMPT_LENGTH, MAX_PROMPT_LENGTH
 
 
@@ -164,7 +166,9 @@ class RunOut(Schema):
 
 
 class ReviewIn(Input):
-    reason: str | None = Field(None, description="Why (kept in the decision history).")
+    reason: str | None = Field(
+        None, max_length=MAX_REVIEW_REASON_LENGTH, description="Why (kept in the decision history)."
+    )
 
 
 class FocalPoint(Schema):
@@ -175,12 +179,14 @@ class FocalPoint(Schema):
 
 
 class PublishIn(Input):
-    alt_text: str = Field(..., description="Required: describes the image for readers.")
+    alt_text: str = Field(
+        ..., max_length=MAX_ALT_TEXT, description="Required: describes the image for readers (at most 500 characters)."
+    )
     focal_point: FocalPoint | None = Field(None, description="Kept inside every crop; default the centre.")
 
 
 class PublicationOut(Schema):
-    status: str = Field(..., description="publishing, published, failed (or unpublished, replaced).")
+    status: str = Field(..., description="publishing, published, failed (or unpublished, replaced, cancelled).")
     urls: dict[str, str]
     error: str
 

@@ -164,12 +164,20 @@ class Publication(ConditionalTransitions):
     def mark_cancelled(self, reason: str) -> bool:
         """publishing -> cancelled: the candidate is no longer one an editor wants public."""
         return self._transition(
-            Q(status=self.Status.PUBLISHING), status=self.Status.CANCELLED, error=reason, finished_at=timezone.now()
+            Q(status=self.Status.PUBLISHING),
+            status=self.Status.CANCELLED,
+            error=reason,
+            renditions=[],  # it holds no keys any more: nothing of it is live
+            finished_at=timezone.now(),
         )
 
     def mark_failed(self, error: str) -> bool:
         return self._transition(
-            Q(status=self.Status.PUBLISHING), status=self.Status.FAILED, error=error, finished_at=timezone.now()
+            Q(status=self.Status.PUBLISHING),
+            status=self.Status.FAILED,
+            error=error,
+            renditions=[],  # the keys it claimed are not live; a retry claims them again
+            finished_at=timezone.now(),
         )
 
     def retry(self) -> bool:

@@ -20,6 +20,8 @@ from generation.models import (
     candidate_storage,
 )
 
+MAX_REVIEW_REASON_LENGTH = 1000  # ReviewEvent.reason's column
+
 IMPORT_FIELDS = ("slug", "title", "summary", "content_type", "tone", "series")
 
 
@@ -130,7 +132,7 @@ def candidate_review(
             action=action,
             from_status=before,
             to_status=candidate.review_status,
-            reason=reason.strip()[:1000],
+            reason=reason.strip()[:MAX_REVIEW_REASON_LENGTH],
         )
         if candidate.review_status != Candidate.Review.APPROVED:
             Article.objects.filter(hero_candidate=candidate).update(hero_candidate=None)

@@ -88,6 +88,7 @@ def run_json(request: HttpRequest, run: GenerationRun) -> dict[str, Any]:
         "model": run.model_profile,
         "engine_profile": run.engine_profile,
         "stand_in": run.is_stand_in,
+        "engine_note": run.engine_note,
         "seed": run.base_seed,
         "count": run.count,
         "width": run.width,

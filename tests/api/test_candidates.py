@@ -147,3 +147,11 @@ def test_a_published_candidate_shows_its_publication_with_absolute_urls(api, art
         "error": "",
     }
     assert body["alt_text"] == "A fox"
+
+
+def test_a_reject_reason_longer_than_the_history_keeps_answers_400_and_decides_nothing(api, article) -> None:
+    """It used to be cut to 1,000 characters without a word; now it is refused naming the field."""
+    candidate = seeded_candidate(article)
+    response = api.post(f"/api/v1/candidates/{candidate.pk}/reject", {"reason": "x" * 1001})
+    assert_error(response, 400, "reason")
+    assert Candidate.objects.get(pk=candidate.pk).review_status == "pending"
