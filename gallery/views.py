@@ -36,11 +36,11 @@ from gallery.publishing import (
     publication_unpublish,
 )
 from gallery.services import NOT_FILED, ReviewConflict, article_set_hero, candidate_file_to_article, candidate_review
+from gallery.wand import article_wand, image_styles
 from generation.models import Candidate, GenerationRun, RequestedVia, ReviewEvent
 from generation.services import run_cancel as cancel_run
 from generation.services import run_regenerate, run_submit
 from generation.thumbnails import THUMBNAIL_WIDTHS, NoSuchThumbnailWidth, thumbnail_ensure
-from generation.wand import article_wand, image_styles
 
 
 class HtmxHttpRequest(HttpRequest):

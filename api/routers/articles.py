@@ -13,9 +13,9 @@ from api.routers.common import article_json, errors, get_or_404, run_json
 from api.schemas import ArticleIn, ArticleOut, RunIn, RunOut
 from gallery.models import Article
 from gallery.services import ImportInvalid, articles_import
+from gallery.wand import article_wand
 from generation.models import RequestedVia
 from generation.services import QueueLimitReached
-from generation.wand import article_wand
 
 router = Router(tags=["articles"])
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from generation.wand import article_wand
+from gallery.wand import article_wand
 
 pytestmark = pytest.mark.django_db
 SECRET = "s3cret-Pass-99"

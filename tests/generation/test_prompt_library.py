@@ -12,10 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from gallery.models import Article
+from gallery.wand import article_wand
 from generation.models import GenerationRun, PromptTemplate
 from generation.prompts import prompt_render, template_problems
 from generation.services import run_submit
-from generation.wand import article_wand
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db

@@ -13,6 +13,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from gallery.models import Series
 from generation.llm import llm_configured, llm_write_prompt
 from generation.models import GenerationRun, PromptTemplate, StylePreset
 from generation.prompts import prompt_render, prompt_values
@@ -50,8 +51,6 @@ def wand_preset(*, article: Any, style: str | None = None, preset: str | None = 
 
 def series_for(*, article: Any) -> Any:
     """The article's ``Series`` record (made on first use), or None outside a series."""
-    from gallery.models import Series
-
     if not article.series:
         return None
     try:

@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db.models import Exists, OuterRef, QuerySet
 
 from gallery.models import Article
+from gallery.wand import article_wand
 from generation.models import GenerationRun, RequestedVia
-from generation.wand import article_wand
 
 ACTIVE = (GenerationRun.Status.QUEUED, GenerationRun.Status.RUNNING)
 

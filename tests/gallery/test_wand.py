@@ -13,8 +13,8 @@ from django_q.models import OrmQ
 
 from gallery.models import Article, Series
 from gallery.services import article_set_hero
+from gallery.wand import article_wand
 from generation.models import Candidate, GenerationRun, StylePreset
-from generation.wand import article_wand
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
