@@ -476,6 +476,12 @@ if HOFFDESK_DEMO not in ("auto", "true", "false"):
 HOFFDESK_OLLAMA_URL = envstr("HOFFDESK_OLLAMA_URL", "").rstrip("/")
 HOFFDESK_OLLAMA_MODEL = envstr("HOFFDESK_OLLAMA_MODEL", "llama3.2")
 HOFFDESK_OLLAMA_TIMEOUT = envfloat("HOFFDESK_OLLAMA_TIMEOUT", 15.0)
+# Optional ComfyUI server as a second engine (generation/comfyui.py): its base URL (empty: no
+# ComfyUI) and a bearer token for a server behind an auth proxy (also from HOFFDESK_COMFYUI_TOKEN_FILE).
+HOFFDESK_COMFYUI_URL = envstr("HOFFDESK_COMFYUI_URL", "").strip().rstrip("/")
+if HOFFDESK_COMFYUI_URL and not HOFFDESK_COMFYUI_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(f"HOFFDESK_COMFYUI_URL must start with http:// or https://: {HOFFDESK_COMFYUI_URL!r}")
+HOFFDESK_COMFYUI_TOKEN = envsecret("HOFFDESK_COMFYUI_TOKEN") or ""
 # A run is tried at most this many times when workers die under it (crash, kill, power cut).
 HOFFDESK_RUN_MAX_ATTEMPTS = envint("HOFFDESK_RUN_MAX_ATTEMPTS", 3, minimum=1)
 # Progress is written at most this often (seconds); the cancel flag is read at the same time.

@@ -18,7 +18,7 @@ from gallery.models import Article
 from generation.models import GenerationRun
 
 # moto's standalone S3 server over real HTTP, behind a proxy that records what it receives.
-pytest_plugins = ["tests.s3_fixtures"]
+pytest_plugins = ["tests.s3_fixtures", "tests.comfyui_server"]
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fixed torch threads: byte-identical PNGs need the same thread count (docs/design.md).
