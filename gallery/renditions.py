@@ -26,6 +26,8 @@ from xml.sax.saxutils import escape
 from django.conf import settings
 from PIL import Image, features
 
+from generation.profiles import suggested_generation_size
+
 DIGITAL_SOURCE_TYPE: Final = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 
 CONTENT_TYPES: Final = {"webp": "image/webp", "jpeg": "image/jpeg", "avif": "image/avif"}
@@ -34,7 +36,6 @@ _FORMAT_ALIASES: Final = {"webp": "webp", "jpeg": "jpeg", "jpg": "jpeg", "avif":
 _PIL_FORMATS: Final = {"webp": "WEBP", "jpeg": "JPEG", "avif": "AVIF"}
 
 # Generators want sides that are multiples of 16 (FLUX and SDXL latents are 1/8 of the image, in 2x2 patches).
-_GENERATE_MULTIPLE: Final = 16
 
 # Characters XML 1.0 cannot hold at all, even escaped.
 _XML_INVALID: Final = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -66,25 +67,6 @@ class Rendition:
 
 class TooSmall(ValueError):
     """The source image cannot fill a rendition without upscaling; the message says what to generate."""
-
-
-def suggested_generation_size(hero_size: Size) -> Size:
-    """The smallest generation size, in multiples of 16, that covers ``hero_size`` at about its aspect.
-
-    The hero is scaled up until its tighter side reaches a multiple of 16, and the other side is
-    then rounded to the nearest multiple of 16 (never below the hero): 1200x630 -> 1216x640.
-    """
-    m = _GENERATE_MULTIPLE
-    width, height = hero_size
-    scale = max(_round_up(width, m) / width, _round_up(height, m) / height)
-    return (
-        max(_round_up(width, m), m * round(width * scale / m)),
-        max(_round_up(height, m), m * round(height * scale / m)),
-    )
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
 
 
 def _too_small(src: Size, what: str, need: Size, hero_size: Size) -> TooSmall:

@@ -176,3 +176,33 @@ def demo_notice_due(profile: ModelProfile) -> bool:
         return engine_profile_expected(profile).engine_profile != profile.name
     except WeightsMissing:
         return False
+
+
+# Upscaler models for the hires pass: files an operator drops into HOFFDESK_MODELS_DIR/upscalers/.
+UPSCALERS_FOLDER = "upscalers"
+UPSCALER_SUFFIXES = (".safetensors", ".pth")
+
+
+def installed_upscalers(models_dir: Path | None = None) -> list[str]:
+    """The upscaler models in a models folder, by file stem (what ``hires_upscaler`` names);
+    torch-free: the worker's heartbeat reports it, and the engine loads from the same rule."""
+    folder = Path(models_dir or settings.HOFFDESK_MODELS_DIR) / UPSCALERS_FOLDER
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path.stem
+        for path in folder.iterdir()
+        if path.suffix in UPSCALER_SUFFIXES and not path.name.startswith(".") and path.is_file()
+    )
+
+
+def upscalers_available() -> list[str]:
+    """The upscalers a run may name now: those the live GPU workers report, or this host's own
+    while no worker has reported (one machine)."""
+    reports = (
+        WorkerHeartbeat.live(str(settings.Q_CLUSTER["name"])).exclude(profiles={}).values_list("upscalers", flat=True)
+    )
+    reported = [list(names or []) for names in reports]
+    if not reported:
+        return installed_upscalers()
+    return sorted({name for names in reported for name in names})

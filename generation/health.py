@@ -21,7 +21,7 @@ from django.db.models import Count
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from generation.demo import worker_profiles
+from generation.demo import installed_upscalers, worker_profiles
 from generation.models import WorkerHeartbeat, worker_identity
 
 logger = logging.getLogger(__name__)
@@ -38,6 +38,7 @@ def worker_beat(cluster: str) -> None:
     values: dict[str, Any] = {"cluster": cluster, "seen_at": Now()}
     if cluster == GPU_CLUSTER:
         values["profiles"] = worker_profiles()
+        values["upscalers"] = installed_upscalers()
     updated = WorkerHeartbeat.objects.filter(worker=identity).update(**values)
     if not updated:
         WorkerHeartbeat.objects.update_or_create(worker=identity, defaults=values)
@@ -95,6 +96,7 @@ def gpu_workers(cluster: str = GPU_CLUSTER) -> list[dict[str, Any]]:
                 "last_seen": beat.seen_at.isoformat(),
                 "age_seconds": round(max(0.0, (now - beat.seen_at).total_seconds()), 1),
                 "profiles": beat.profiles,
+                "upscalers": beat.upscalers,
             }
         )
     return listed

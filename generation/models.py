@@ -17,7 +17,7 @@ from django.db.models import ExpressionWrapper, F, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from generation.profiles import MAX_SEED, profile_choices
+from generation.profiles import MAX_SEED, get_profile, hires_size, profile_choices
 from hoffdesk_images.state import ConditionalTransitions
 
 
@@ -47,6 +47,14 @@ class StylePreset(models.Model):
     height = models.PositiveIntegerField(null=True, blank=True)
     steps = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: the model's default.")
     guidance = models.FloatField(null=True, blank=True, help_text="Blank: the model's default.")
+    # Hires fix: make width x height, enlarge by hires_scale, then an image-to-image pass. How a
+    # 512-class model (SDXL Turbo) still ends at hero size; blank scale: no second pass.
+    hires_scale = models.FloatField(null=True, blank=True, help_text="Enlarge by this (1 to 4); blank: no hires pass.")
+    hires_upscaler = models.CharField(
+        max_length=80, blank=True, default="", help_text='"lanczos" (default) or an upscaler file\'s name.'
+    )
+    hires_steps = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Steps of the hires pass.")
+    hires_denoise = models.FloatField(null=True, blank=True, help_text="Denoising strength of the hires pass (0-1].")
     content_types = models.JSONField(default=list, blank=True, help_text="Content types it serves by default.")
     image_style = models.BooleanField(default=False, help_text="Offered as an image style beside the Magic Wand.")
     position = models.PositiveSmallIntegerField(default=100, help_text="Order in menus, smallest first.")
@@ -58,6 +66,17 @@ class StylePreset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def output_size(self) -> str:
+        """What this preset makes, hires pass included ("" when it leaves the size to the model)."""
+        if not (self.width and self.height):
+            return ""
+        if not self.hires_scale:
+            return f"{self.width}x{self.height}"
+        multiple = get_profile(self.model_profile).size_multiple if self.model_profile else 8
+        w, h = hires_size(self.width, self.height, self.hires_scale, multiple)
+        return f"{w}x{h} ({self.width}x{self.height}, hires x{self.hires_scale:g})"
 
 
 class PromptTemplate(models.Model):
@@ -95,6 +114,7 @@ class RegenerateMode(models.TextChoices):
     EXACT = "exact", "Exact re-run: the same recipe, seeds and batch size (same bytes on this machine)"
     SEED = "seed", "Seed typed in"
     VARIATIONS = "variations", "Variations: this candidate's seed blended with new seeds"
+    UPSCALE = "upscale", "Make hero size: this candidate enlarged by a hires pass, no new composition"
 
     @property
     def short_label(self) -> str:
@@ -178,6 +198,15 @@ class GenerationRun(ConditionalTransitions):
     # (``variation_seed + index``) at ``variation_strength``. Strength 0 means a plain run.
     variation_seed = models.PositiveBigIntegerField(null=True, blank=True)
     variation_strength = models.FloatField(default=0.0)
+    # Hires fix (``width`` x ``height`` is the first pass; the candidates are the enlarged size).
+    hires_scale = models.FloatField(null=True, blank=True)
+    hires_upscaler = models.CharField(max_length=80, blank=True, default="")
+    hires_steps = models.PositiveSmallIntegerField(null=True, blank=True)
+    hires_denoise = models.FloatField(null=True, blank=True)
+    # "Make hero size": the candidate whose image is enlarged (its run keeps only the hires pass).
+    source_candidate = models.ForeignKey(
+        "Candidate", null=True, blank=True, on_delete=models.SET_NULL, related_name="enlargements"
+    )
     regenerate_mode = models.CharField(
         max_length=20, blank=True, choices=RegenerateMode.choices, help_text="How a regeneration was asked for."
     )
@@ -234,6 +263,22 @@ class GenerationRun(ConditionalTransitions):
     @property
     def is_variation(self) -> bool:
         return self.variation_strength > 0 and self.variation_seed is not None
+
+    @property
+    def has_hires(self) -> bool:
+        return self.hires_scale is not None
+
+    @property
+    def is_enlargement(self) -> bool:
+        """A "Make hero size" run: the hires pass alone, on its source candidate's image."""
+        return self.regenerate_mode == RegenerateMode.UPSCALE
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """The candidates' size: the hires pass's when there is one."""
+        if self.hires_scale is None:
+            return self.width, self.height
+        return hires_size(self.width, self.height, self.hires_scale, get_profile(self.profile_to_run).size_multiple)
 
     @property
     def seeds(self) -> list[int]:
@@ -516,6 +561,8 @@ class WorkerHeartbeat(models.Model):
     # asked for -> profile that runs (itself when its weights are there, else its tiny stand-in).
     # A profile it cannot run is not listed. The web reads it to say what a run will use.
     profiles = models.JSONField(default=dict, blank=True)
+    # The upscaler models in its models folder (file stems), for hires passes.
+    upscalers = models.JSONField(default=list, blank=True)
 
     # A worker not seen for this long counts as gone (the dashboard's banner, the web's guess).
     SILENT_AFTER = timedelta(seconds=60)

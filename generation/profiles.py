@@ -328,3 +328,43 @@ def profile_choices() -> list[tuple[str, str]]:
     """(name, label) of every profile, for model fields and forms (a callable, so a new profile
     needs no migration)."""
     return [(p.name, p.label) for p in PROFILES]
+
+
+def hires_size(width: int, height: int, scale: float, multiple: int) -> tuple[int, int]:
+    """The hires pass's size: each edge times ``scale``, rounded down to the profile's size
+    multiple (8 for SD/SDXL, 16 for FLUX and SD3), never below the first pass's edge. Plain
+    data, so the web checks a request's final size before queueing with the engine's own rule."""
+
+    def edge(value: int) -> int:
+        return max(int(value * scale) // multiple * multiple, value)
+
+    return edge(width), edge(height)
+
+
+# A hires pass may go past the profile's own size limits (that is its point: SDXL Turbo's 512
+# class to a 1216x640 hero), up to these.
+HIRES_MAX_EDGE = 2560
+HIRES_MAX_PIXELS = 4 * 1024 * 1024
+
+
+# Hero images are generated at a size every model family accepts (FLUX: multiples of 16).
+GENERATE_MULTIPLE = 16
+
+
+def suggested_generation_size(hero_size: tuple[int, int]) -> tuple[int, int]:
+    """The smallest generation size, in multiples of 16, that covers ``hero_size`` at about its aspect.
+
+    The hero is scaled up until its tighter side reaches a multiple of 16, and the other side is
+    then rounded to the nearest multiple of 16 (never below the hero): 1200x630 -> 1216x640.
+    """
+    m = GENERATE_MULTIPLE
+    width, height = hero_size
+    scale = max(_round_up(width, m) / width, _round_up(height, m) / height)
+    return (
+        max(_round_up(width, m), m * round(width * scale / m)),
+        max(_round_up(height, m), m * round(height * scale / m)),
+    )
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple

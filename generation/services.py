@@ -25,11 +25,14 @@ from generation.models import (
     candidate_file_name,
     candidate_storage,
 )
+from generation.profiles import suggested_generation_size
 from generation.prompts import prompt_render, prompt_values
 from generation.validation import (
     CANDIDATE_ONLY_MODES,
+    MAX_HIRES_SCALE,
     MAX_VARIATION_STRENGTH,
     MIN_VARIATION_STRENGTH,
+    hero_scale,
     run_validate,
 )
 
@@ -83,6 +86,11 @@ def run_submit(
     requested_via: str = "",
     api_token: Any = None,
     client_fields: dict[str, Any] | None = None,
+    hires_scale: Any = None,
+    hires_upscaler: Any = None,
+    hires_steps: Any = None,
+    hires_denoise: Any = None,
+    source_candidate: Candidate | None = None,
 ) -> GenerationRun:
     """Validate, create the run and queue it once the transaction commits.
 
@@ -116,7 +124,13 @@ def run_submit(
         preset=preset,
         variation_strength=variation_strength,
         variation_seed=variation_seed,
+        hires_scale=hires_scale,
+        hires_upscaler=hires_upscaler,
+        hires_steps=hires_steps,
+        hires_denoise=hires_denoise,
+        enlarge_only=source_candidate is not None,
     )
+    first_pass = 0 if source_candidate is not None else params.steps
     user = requested_by if getattr(requested_by, "is_authenticated", False) else None
     with transaction.atomic():
         if user is not None:
@@ -133,7 +147,8 @@ def run_submit(
             api_token=api_token,
             client_fields=client_fields or {},
             requested_by=user,
-            progress_total=params.steps,
+            source_candidate=source_candidate,
+            progress_total=first_pass + (params.hires_steps or 0),
             **params.__dict__,
         )
         if article is not None:
@@ -186,6 +201,10 @@ def run_regenerate(
     variation_strength: Any = None,
     requested_via: str = "",
     api_token: Any = None,
+    hires_scale: Any = None,
+    hires_steps: Any = None,
+    hires_denoise: Any = None,
+    hires_upscaler: Any = None,
 ) -> GenerationRun:
     """A new run made from ``source`` (and one of its candidates), linked to it as ``parent``.
 
@@ -193,7 +212,9 @@ def run_regenerate(
     prompt, preset, steps or guidance. ``exact``: the recipe, seeds, variation and batch size
     unchanged, which reproduces the bytes on the same machine. ``seed``: a seed the editor typed.
     ``variations``: the candidate's seed blended with new seeds at ``variation_strength``.
-    Count and model may change in every mode; a blank value keeps the source's.
+    ``upscale`` ("Make hero size"): the candidate's own image, enlarged to at least the hero's
+    generation size by the hires pass on the source's model and seed, no new composition.
+    Count and model may change in every mode but ``upscale``; a blank value keeps the source's.
     """
     if mode not in RegenerateMode.values:
         raise ValidationError({"mode": f"mode must be one of {', '.join(RegenerateMode.values)}, not {mode!r}."})
@@ -238,6 +259,30 @@ def run_regenerate(
                 {"variation_strength": f"Pick a strength from {MIN_VARIATION_STRENGTH} to {MAX_VARIATION_STRENGTH}."}
             )
         values.update(seed=candidate.seed, variation_strength=variation_strength)
+    elif mode == RegenerateMode.UPSCALE:
+        assert candidate is not None
+        return _enlarge(
+            source=source,
+            candidate=candidate,
+            requested_by=requested_by,
+            requested_via=requested_via,
+            api_token=api_token,
+            hires_scale=hires_scale,
+            hires_steps=hires_steps,
+            hires_denoise=hires_denoise,
+            hires_upscaler=hires_upscaler,
+        )
+    # The hires pass: what is asked for now, else the source's (a recipe kept), else (another
+    # model) that model's preset's. hires_scale 0 turns it off.
+    keep = same_model or mode == RegenerateMode.EXACT
+    asked = {"hires_scale": hires_scale, "hires_steps": hires_steps, "hires_denoise": hires_denoise}
+    asked["hires_upscaler"] = hires_upscaler
+    for field, value in asked.items():
+        if mode == RegenerateMode.EXACT or value in (None, ""):
+            value = getattr(source, field) if keep else None
+            if field == "hires_scale" and keep and value is None:
+                value = 0
+        values[field] = value
     return run_submit(
         article=source.article,
         model=model,
@@ -247,6 +292,56 @@ def run_regenerate(
         requested_via=requested_via,
         api_token=api_token,
         **values,
+    )
+
+
+def _enlarge(
+    *,
+    source: GenerationRun,
+    candidate: Candidate,
+    requested_by: Any,
+    requested_via: str,
+    api_token: Any,
+    hires_scale: Any,
+    hires_steps: Any,
+    hires_denoise: Any,
+    hires_upscaler: Any,
+) -> GenerationRun:
+    """Make hero size: one candidate, the source candidate's image through the hires pass on the
+    source's model, seed and prompt (the pass needs them), to at least the hero's size."""
+    needed = hero_scale(candidate.width, candidate.height)
+    if hires_scale in (None, "") and needed > MAX_HIRES_SCALE:
+        tw, th = suggested_generation_size(settings.HOFFDESK_HERO_SIZE)
+        raise ValidationError(
+            {
+                "mode": (
+                    f"This image is {candidate.width}x{candidate.height}: even x{MAX_HIRES_SCALE:g} stays below the "
+                    f"hero's {tw}x{th}. Regenerate it at {tw}x{th} (keep this composition) instead."
+                )
+            }
+        )
+    return run_submit(
+        article=source.article,
+        model=source.model_profile,
+        requested_by=requested_by,
+        parent=source,
+        regenerate_mode=RegenerateMode.UPSCALE,
+        requested_via=requested_via,
+        api_token=api_token,
+        prompt=source.prompt,
+        negative_prompt=source.negative_prompt,
+        preset=source.preset,
+        steps=source.steps,
+        guidance=source.guidance,
+        seed=candidate.seed,
+        count=1,
+        width=candidate.width,
+        height=candidate.height,
+        hires_scale=hires_scale if hires_scale not in (None, "") else needed,
+        hires_steps=hires_steps,
+        hires_denoise=hires_denoise,
+        hires_upscaler=hires_upscaler,
+        source_candidate=candidate,
     )
 
 

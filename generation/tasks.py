@@ -378,9 +378,11 @@ def _execute(run: GenerationRun) -> str:
         seeds=tuple(run.seeds),
         subseeds=tuple(run.variation_seeds) if run.variation_seeds else None,
         subseed_strength=run.variation_strength,
+        **_hires_fields(run),
     )
     try:
-        result = generate(engine_cache(), profile, recipe, _progress_reporter(run))
+        sources = _enlargement_sources(run)
+        result = generate(engine_cache(), profile, recipe, _progress_reporter(run), source_images=sources)
     except Cancelled:
         logger.info("run %s stopped at step %s", run.pk, run.progress_step)
         # Before any refresh: the instance's attempt is this worker's, and only it may end.
@@ -396,6 +398,31 @@ def _execute(run: GenerationRun) -> str:
     except Exception as exc:
         return _fail_after_error(run, exc, attempt=attempt)
     return _record_candidates(run, result)
+
+
+def _hires_fields(run: GenerationRun) -> dict[str, Any]:
+    """The run's hires pass as the engine's ``Recipe`` takes it (nothing when it has none)."""
+    if run.hires_scale is None:
+        return {}
+    return {
+        "hires_scale": run.hires_scale,
+        "hires_upscaler": run.hires_upscaler or "lanczos",
+        "hires_steps": run.hires_steps or 1,
+        "hires_denoise": run.hires_denoise or 0.5,
+    }
+
+
+def _enlargement_sources(run: GenerationRun) -> list[bytes] | None:
+    """ "Make hero size": the source candidate's PNG, which the hires pass enlarges (else None)."""
+    from generation.engine.loader import EngineError
+
+    if not run.is_enlargement:
+        return None
+    candidate = run.source_candidate
+    if candidate is None:
+        raise EngineError("The candidate to enlarge was deleted: nothing to make hero size.")
+    with candidate.image.open("rb") as fh:
+        return [fh.read()] * len(run.seeds)
 
 
 def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:

@@ -20,9 +20,18 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from generation.demo import WeightsMissing, engine_profile_expected
+from generation.demo import WeightsMissing, engine_profile_expected, upscalers_available
 from generation.models import GenerationRun, RegenerateMode, StylePreset
-from generation.profiles import MAX_SEED, ModelProfile, UnknownProfile, get_profile
+from generation.profiles import (
+    HIRES_MAX_EDGE,
+    HIRES_MAX_PIXELS,
+    MAX_SEED,
+    ModelProfile,
+    UnknownProfile,
+    get_profile,
+    hires_size,
+    suggested_generation_size,
+)
 from generation.prompts import prompt_length_warning
 
 # Characters per text field, for every door (the API schemas state the same numbers).
@@ -51,13 +60,24 @@ class RunParameters:
     variation_seed: int | None = None
     variation_strength: float = 0.0
     prompt_warning: str = ""
+    hires_scale: float | None = None
+    hires_upscaler: str = ""
+    hires_steps: int | None = None
+    hires_denoise: float | None = None
 
 
 MIN_VARIATION_STRENGTH = 0.05
 MAX_VARIATION_STRENGTH = 0.5
 
 
-CANDIDATE_ONLY_MODES = (RegenerateMode.COMPOSE, RegenerateMode.VARIATIONS)
+CANDIDATE_ONLY_MODES = (RegenerateMode.COMPOSE, RegenerateMode.VARIATIONS, RegenerateMode.UPSCALE)
+
+# The hires pass: how far it may enlarge, and what it does when a request turns it on without
+# saying more (AUTOMATIC1111's defaults are close: strength 0.7, same steps; ours keep the
+# composition of a fast model and cost little).
+MIN_HIRES_SCALE, MAX_HIRES_SCALE = 1.0, 4.0
+DEFAULT_HIRES_DENOISE = 0.5
+LANCZOS = "lanczos"
 
 
 def _as_int(value: Any, field: str, errors: dict[str, str]) -> int | None:
@@ -129,10 +149,19 @@ def run_validate(
     preset: StylePreset | None = None,
     variation_strength: Any = None,
     variation_seed: Any = None,
+    hires_scale: Any = None,
+    hires_upscaler: Any = None,
+    hires_steps: Any = None,
+    hires_denoise: Any = None,
+    enlarge_only: bool = False,
 ) -> RunParameters:
     """Check a request against its model profile, and against the stand-in that will run for it;
     ``ValidationError`` maps field -> message. Every field is checked before anything is derived
-    from it (a random seed from the count, a time estimate from the size)."""
+    from it (a random seed from the count, a time estimate from the size).
+
+    ``hires_*`` turn on the hires pass (a preset's are the defaults; ``hires_scale`` 0 turns a
+    preset's off). ``enlarge_only``: "Make hero size", the hires pass alone on an existing image
+    of ``width`` x ``height``, so the first pass's size limits do not apply."""
     errors: dict[str, str] = {}
     name = _check_text("model", model, errors) or (
         preset.model_profile if preset and preset.model_profile else settings.HOFFDESK_DEFAULT_MODEL
@@ -161,11 +190,11 @@ def run_validate(
     recipe = preset if preset and preset.model_profile in ("", profile.name) else None
     w = w if w is not None else (recipe.width if recipe and recipe.width else profile.native_width)
     h = h if h is not None else (recipe.height if recipe and recipe.height else profile.native_height)
-    if "width" not in errors:
+    if "width" not in errors and not enlarge_only:
         _check_size(profile, "width", w, errors)
-    if "height" not in errors:
+    if "height" not in errors and not enlarge_only:
         _check_size(profile, "height", h, errors)
-    if "width" not in errors and "height" not in errors:
+    if "width" not in errors and "height" not in errors and not enlarge_only:
         _check_pixels(profile, engine, w, h, errors)
 
     n_steps = _as_int(steps, "steps", errors)
@@ -212,12 +241,23 @@ def run_validate(
     elif strength is None:
         v_seed = None
 
+    hires = _check_hires(
+        profile, engine, recipe, w, h, n_steps, errors,
+        scale=hires_scale, upscaler=hires_upscaler, steps=hires_steps, denoise=hires_denoise,
+    )  # fmt: skip
+    if enlarge_only and hires.scale is None and "hires_scale" not in errors:
+        errors["hires_scale"] = "Make hero size needs a hires pass: hires_scale from 1 to 4."
     if not errors:
-        _check_gpu_time(engine, w, h, n_steps, n, errors)
+        first_pass = 0 if enlarge_only else n_steps
+        _check_gpu_time(engine, w, h, first_pass, n, errors, hires=hires)
     if errors:
         raise ValidationError(errors)
     assert s is not None
     return RunParameters(
+        hires_scale=hires.scale,
+        hires_upscaler=hires.upscaler,
+        hires_steps=hires.steps,
+        hires_denoise=hires.denoise,
         variation_seed=v_seed,
         variation_strength=strength or 0.0,
         model_profile=profile.name,
@@ -291,9 +331,92 @@ def run_gpu_seconds_estimate(*, profile: ModelProfile, width: int, height: int, 
     return width * height / 1e6 * steps * count * seconds_per_megapixel_step(profile)
 
 
-def _check_gpu_time(engine: ModelProfile, w: int, h: int, steps: int, count: int, errors: dict[str, str]) -> None:
+@dataclass(frozen=True)
+class HiresPass:
+    scale: float | None = None
+    upscaler: str = ""
+    steps: int | None = None
+    denoise: float | None = None
+    width: int = 0
+    height: int = 0
+
+
+def _check_hires(
+    profile: ModelProfile,
+    engine: ModelProfile,
+    preset: StylePreset | None,
+    w: int,
+    h: int,
+    first_steps: int,
+    errors: dict[str, str],
+    *,
+    scale: Any,
+    upscaler: Any,
+    steps: Any,
+    denoise: Any,
+) -> HiresPass:
+    """The hires pass asked for (or the preset's), checked; ``HiresPass()`` when there is none."""
+    x = _as_float(scale, "hires_scale", errors)
+    if x is None and preset is not None and preset.hires_scale:
+        x = preset.hires_scale
+    if x is None or x == 0 or "hires_scale" in errors:
+        return HiresPass()
+    if not MIN_HIRES_SCALE <= x <= MAX_HIRES_SCALE:
+        errors["hires_scale"] = f"hires_scale must be between {MIN_HIRES_SCALE:g} and {MAX_HIRES_SCALE:g}, not {x}."
+        return HiresPass()
+    n = _as_int(steps, "hires_steps", errors)
+    if n is None:
+        n = (preset.hires_steps if preset else None) or max(1, first_steps // 2)
+    limit = min(profile.max_steps, engine.max_steps)
+    if "hires_steps" not in errors and not 1 <= n <= limit:
+        errors["hires_steps"] = f"hires_steps must be between 1 and {limit} for {engine.name}, not {n}."
+    d = _as_float(denoise, "hires_denoise", errors)
+    if d is None:
+        d = (preset.hires_denoise if preset else None) or DEFAULT_HIRES_DENOISE
+    if "hires_denoise" not in errors and not 0.0 < d <= 1.0:
+        errors["hires_denoise"] = f"hires_denoise must be above 0 and at most 1, not {d}."
+    name = upscaler if upscaler not in (None, "") else ((preset.hires_upscaler if preset else "") or LANCZOS)
+    if not isinstance(name, str) or len(name) > MAX_NAME_LENGTH:
+        errors["hires_upscaler"] = f"hires_upscaler must be a name of at most {MAX_NAME_LENGTH} characters."
+        name = LANCZOS
+    elif name.strip().lower() == LANCZOS:
+        name = LANCZOS
+    else:
+        have = upscalers_available()
+        if name not in have:
+            errors["hires_upscaler"] = (
+                f"No GPU worker has an upscaler named {name!r} (they have: {', '.join(have) or 'none'}); "
+                f"drop one into HOFFDESK_MODELS_DIR/upscalers/ or use {LANCZOS}."
+            )
+    fw, fh = hires_size(w, h, x, engine.size_multiple)
+    if fw > HIRES_MAX_EDGE or fh > HIRES_MAX_EDGE or fw * fh > HIRES_MAX_PIXELS:
+        errors["hires_scale"] = (
+            f"the hires pass would make {fw}x{fh}; at most {HIRES_MAX_EDGE} pixels an edge and "
+            f"{HIRES_MAX_PIXELS} pixels in all: ask for a smaller hires_scale."
+        )
+    return HiresPass(scale=x, upscaler=name, steps=n, denoise=d, width=fw, height=fh)
+
+
+def hero_scale(width: int, height: int) -> float:
+    """The hires_scale that takes a width x height image to at least the hero's generation size
+    (1216x640 for the 1200x630 hero), in hundredths, rounded up; above ``MAX_HIRES_SCALE`` when
+    the image is too small for one hires pass to get there."""
+    import math
+
+    tw, th = suggested_generation_size(settings.HOFFDESK_HERO_SIZE)
+    scale = max(tw / width, th / height, MIN_HIRES_SCALE)
+    return math.ceil(scale * 100 - 1e-9) / 100
+
+
+def _check_gpu_time(
+    engine: ModelProfile, w: int, h: int, steps: int, count: int, errors: dict[str, str], *, hires: HiresPass
+) -> None:
     """Refuse what cannot finish inside the worker's task timeout: django-q2 would kill it."""
     estimate = run_gpu_seconds_estimate(profile=engine, width=w, height=h, steps=steps, count=count)
+    if hires.scale is not None and hires.steps:
+        estimate += run_gpu_seconds_estimate(
+            profile=engine, width=hires.width, height=hires.height, steps=hires.steps, count=count
+        )
     limit = settings.HOFFDESK_TASK_TIMEOUT
     if estimate > limit:
         errors["steps"] = (

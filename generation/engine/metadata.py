@@ -16,21 +16,12 @@ from typing import Any
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
+from generation.profiles import hires_size  # noqa: F401  (torch-free, shared with validation)
+
 RECIPE_CHUNK = "hoffdesk"
 PARAMETERS_CHUNK = "parameters"
 # Candidates are working files; a light deflate keeps encoding far below generation time.
 PNG_COMPRESS_LEVEL = 1
-
-
-def hires_size(width: int, height: int, scale: float, multiple: int) -> tuple[int, int]:
-    """The hires pass's size: each edge times ``scale``, rounded down to the profile's size
-    multiple (8 for SD/SDXL, 16 for FLUX and SD3), never below the first pass's edge. Torch-free,
-    so the web can check a request's final size against the profile before queueing it."""
-
-    def edge(value: int) -> int:
-        return max(int(value * scale) // multiple * multiple, value)
-
-    return edge(width), edge(height)
 
 
 def _quote(value: object) -> str:

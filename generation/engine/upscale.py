@@ -27,10 +27,9 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from generation.demo import UPSCALER_SUFFIXES, UPSCALERS_FOLDER, installed_upscalers
 from generation.engine.loader import EngineError
 
-UPSCALERS_FOLDER = "upscalers"
-UPSCALER_SUFFIXES = (".safetensors", ".pth")
 # The resize that needs no model, named as AUTOMATIC1111 names it in ``parameters``.
 LANCZOS = "lanczos"
 # Tiles in input pixels. A 128 px tile with 16 px around it keeps Real-ESRGAN x4plus's
@@ -50,14 +49,7 @@ def upscalers_dir(models_dir: Path) -> Path:
 
 def list_upscalers(models_dir: Path) -> list[str]:
     """The upscaler models this worker has, by file stem (what a recipe's ``hires_upscaler`` names)."""
-    folder = upscalers_dir(models_dir)
-    if not folder.is_dir():
-        return []
-    return sorted(
-        path.stem
-        for path in folder.iterdir()
-        if path.suffix in UPSCALER_SUFFIXES and not path.name.startswith(".") and path.is_file()
-    )
+    return installed_upscalers(models_dir)
 
 
 def upscaler_path(models_dir: Path, name: str) -> Path:

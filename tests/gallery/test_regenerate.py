@@ -17,8 +17,10 @@ from tests.gallery.test_review import make_run
 
 pytestmark = pytest.mark.django_db
 
-ALL_MODES = ["more", "compose", "exact", "seed", "variations"]
+ALL_MODES = ["more", "compose", "exact", "seed", "variations", "upscale"]
 RUN_MODES = ["more", "exact", "seed"]
+# "Make hero size" enlarges one candidate on its own model: count and model are not choices there.
+CHANGEABLE_MODES = [mode for mode in ALL_MODES if mode != "upscale"]
 
 
 class _Form(HTMLParser):
@@ -125,7 +127,7 @@ def assert_nothing_made(source: GenerationRun) -> None:
 # The form -----------------------------------------------------------------------------------
 
 
-def test_the_candidate_form_is_prefilled_with_the_runs_prompt_and_the_candidates_seed_and_offers_five_modes(
+def test_the_candidate_form_is_prefilled_with_the_runs_prompt_and_the_candidates_seed_and_offers_every_mode(
     editor_client, source, second
 ) -> None:
     form = read_form(editor_client, candidate_url(second))
@@ -253,8 +255,8 @@ def test_a_variation_strength_out_of_range_or_not_a_number_is_400_and_queues_not
     assert_nothing_made(source)
 
 
-@pytest.mark.parametrize("mode", ALL_MODES)
-def test_count_and_model_can_change_in_every_mode(
+@pytest.mark.parametrize("mode", CHANGEABLE_MODES)
+def test_count_and_model_can_change_in_every_mode_but_make_hero_size(
     editor_client, source, second, django_capture_on_commit_callbacks, mode
 ) -> None:
     extra = {"seed": "77"} if mode == "seed" else {"variation_strength": "0.25"} if mode == "variations" else {}
@@ -267,6 +269,40 @@ def test_count_and_model_can_change_in_every_mode(
     assert (run.count, run.model_profile, run.regenerate_mode, run.parent) == (3, "tiny-sdxl", mode, source)
     assert len(run.seeds) == 3
     assert_queued_once(run)
+
+
+def test_make_hero_size_from_the_form_enlarges_that_one_candidate_on_its_own_model(
+    editor_client, source, second, django_capture_on_commit_callbacks
+) -> None:
+    Candidate.objects.filter(pk=second.pk).update(width=512, height=512)  # a 512-class candidate
+    response = submit(
+        editor_client,
+        candidate_url(second),
+        django_capture_on_commit_callbacks,
+        "upscale",
+        count="3",
+        model="tiny-sdxl",
+    )
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    run = new_run(source)
+    assert (run.count, run.model_profile, run.regenerate_mode, run.source_candidate) == (
+        1,
+        "tiny-sd",
+        "upscale",
+        second,
+    )
+    assert run.base_seed == second.seed and (run.width, run.height) == (512, 512)
+    assert run.output_size[0] >= 1216 and run.output_size[1] >= 640
+    assert_queued_once(run)
+
+
+def test_make_hero_size_refuses_an_image_one_hires_pass_cannot_take_to_hero_size(
+    editor_client, source, second, django_capture_on_commit_callbacks
+) -> None:
+    response = submit(editor_client, candidate_url(second), django_capture_on_commit_callbacks, "upscale")
+    assert response.status_code == 400
+    assert "even x4 stays below the hero&#x27;s 1216x640" in response.content.decode()
+    assert_nothing_made(source)
 
 
 @pytest.mark.parametrize("mode", RUN_MODES)
