@@ -24,9 +24,11 @@ from django.utils import timezone
 
 from gallery.cdn import PurgeFailed, cdn_purge_configured, cdn_purge_urls
 from gallery.models import Article, Publication, PurgeStatus
-from gallery.renditions import Rendition, TooSmall, renditions_make, suggested_generation_size
+from gallery.renditions import Rendition, TooSmall, renditions_make
 from gallery.services import NOT_FILED, series_lock_from_hero
 from generation.models import Candidate
+from generation.profiles import suggested_generation_size
+from generation.validation import MAX_HIRES_SCALE, hero_scale
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +59,28 @@ def alt_text_suggestion(candidate: Candidate) -> str:
     return text[:MAX_ALT_TEXT]
 
 
+def hero_shortfall(candidate: Candidate) -> str:
+    """Why this candidate is too small to be the hero, and what to do about it ("" when it is not)."""
+    hero_w, hero_h = settings.HOFFDESK_HERO_SIZE
+    if candidate.width >= hero_w and candidate.height >= hero_h:
+        return ""
+    gen_w, gen_h = suggested_generation_size((hero_w, hero_h))
+    advice = (
+        "Press Make hero size to enlarge it (its composition and seed kept), or regenerate it"
+        if can_make_hero_size(candidate)
+        else "Regenerate it"
+    )
+    return (
+        f"This image is {candidate.width}x{candidate.height}; the hero needs at least {hero_w}x{hero_h}. "
+        f"{advice} at {gen_w}x{gen_h} (keep this composition) and publish that."
+    )
+
+
+def can_make_hero_size(candidate: Candidate) -> bool:
+    """Whether one hires pass ("Make hero size") takes this candidate to the hero's size."""
+    return hero_scale(candidate.width, candidate.height) <= MAX_HIRES_SCALE
+
+
 def publication_request(*, candidate: Candidate, by: Any, alt_text: str, focal: tuple[float, float]) -> Publication:
     """Check, record and queue a publish; ``ValidationError`` maps field -> message."""
     errors: dict[str, str] = {}
@@ -69,14 +93,9 @@ def publication_request(*, candidate: Candidate, by: Any, alt_text: str, focal: 
         errors["focal"] = "The focal point must lie inside the image."
     if candidate.review_status not in (Candidate.Review.APPROVED, Candidate.Review.PUBLISHED):
         errors["candidate"] = "Only an approved candidate can be published: approve it first."
-    hero_w, hero_h = settings.HOFFDESK_HERO_SIZE
-    if candidate.width < hero_w or candidate.height < hero_h:
-        errors["candidate"] = (
-            f"This image is {candidate.width}x{candidate.height}; the hero needs at least {hero_w}x{hero_h}. "
-            "Regenerate it at {}x{} (keep this composition) and publish that.".format(
-                *suggested_generation_size((hero_w, hero_h))
-            )
-        )
+    shortfall = hero_shortfall(candidate)
+    if shortfall:
+        errors["candidate"] = shortfall
     article = candidate.run.article
     if article is None:
         errors["candidate"] = NOT_FILED

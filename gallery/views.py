@@ -30,6 +30,8 @@ from gallery.models import Article, Publication, Series
 from gallery.publishing import (
     PublishConflict,
     alt_text_suggestion,
+    can_make_hero_size,
+    hero_shortfall,
     publication_purge_again,
     publication_request,
     publication_retry,
@@ -423,6 +425,7 @@ def _candidate_page(
         "articles_to_file_to": (
             Article.objects.order_by("-updated_at").values("slug", "title")[:ARTICLES_TO_FILE_TO] if in_inbox else []
         ),
+        **_hero_size_offer(candidate),
     }
     template = "gallery/candidate_detail.html#full" if lightbox else "gallery/candidate_detail.html"
     return render(request, template, context, status=status)
@@ -594,8 +597,15 @@ def candidate_publish(request: HttpRequest, pk: int) -> HttpResponse:
         "run": candidate.run,
         "article": candidate.run.article,
         "hero_size": "{}x{}".format(*settings.HOFFDESK_HERO_SIZE),
+        **_hero_size_offer(candidate),
     }
     return render(request, "gallery/publish.html", context, status=400 if form.errors else 200)
+
+
+def _hero_size_offer(candidate: Candidate) -> dict[str, object]:
+    """For a candidate too small for the hero: why, and whether Make hero size can fix it."""
+    shortfall = hero_shortfall(candidate)
+    return {"shortfall": shortfall, "can_enlarge": bool(shortfall) and can_make_hero_size(candidate)}
 
 
 def _takedown_facts() -> dict[str, object]:
