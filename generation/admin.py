@@ -8,7 +8,7 @@ from generation.models import Candidate, GenerationRun, StylePreset
 
 @admin.register(StylePreset)
 class StylePresetAdmin(admin.ModelAdmin):
-    list_display = ["name", "model_profile", "image_style", "width", "height", "steps", "guidance", "position"]
+    list_display = ["name", "model_profile", "image_style", "output_size", "steps", "guidance", "position"]
     list_filter = ["image_style", "model_profile"]
     prepopulated_fields = {"slug": ["name"]}
 
