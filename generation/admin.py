@@ -1,14 +1,103 @@
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from django import forms
 from django.contrib import admin
+from django.db import transaction
+from django.db.models import Max
 from django.http import HttpRequest
 
-from generation.models import Candidate, GenerationRun, StylePreset
+from generation.models import Candidate, ComfyWorkflow, GenerationRun, StylePreset
+from generation.workflows import WorkflowError, load_workflow, mapping_problems, propose_mapping
+
+
+class ComfyWorkflowForm(forms.ModelForm):
+    """An API-format workflow from an upload (JSON, or a PNG ComfyUI saved) or pasted as JSON; a
+    blank mapping is proposed from the common node types. Nothing that cannot run is saved: the
+    errors name the field and the node (``generation.workflows.mapping_problems``)."""
+
+    upload = forms.FileField(
+        required=False,
+        help_text="A workflow exported from ComfyUI in API format (.json), or a PNG ComfyUI saved. "
+        "Replaces the graph below.",
+    )
+    graph = forms.JSONField(required=False, help_text="The API-format graph (node id -> {class_type, inputs}).")
+    mapping = forms.JSONField(
+        required=False,
+        help_text='Recipe field -> [node id, input name], e.g. {"seed": ["5", "seed"]}. Blank: proposed.',
+    )
+
+    class Meta:
+        model = ComfyWorkflow
+        fields = ["name", "upload", "graph", "mapping"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        upload = cleaned.get("upload")
+        graph = cleaned.get("graph")
+        if upload:
+            try:
+                graph = load_workflow(upload.read())
+            except WorkflowError as exc:
+                self.add_error("upload", f"Not a usable workflow: {exc}.")
+                return cleaned
+        elif graph:
+            try:
+                graph = load_workflow(json.dumps(graph))
+            except WorkflowError as exc:
+                self.add_error("graph", f"Not a usable workflow: {exc}.")
+                return cleaned
+        else:
+            if "graph" not in self.errors:
+                self.add_error("graph", "Upload a workflow or paste its API-format JSON.")
+            return cleaned
+        mapping = cleaned.get("mapping") or propose_mapping(graph)
+        if not isinstance(mapping, dict):
+            self.add_error("mapping", 'The mapping must be a JSON object: {"field": ["node id", "input"]}.')
+            return cleaned
+        problems = mapping_problems(graph, mapping)
+        if problems:
+            proposed = "" if cleaned.get("mapping") else f" Proposed mapping: {json.dumps(mapping)}"
+            self.add_error("mapping", [*problems, *([proposed.strip()] if proposed else [])])
+            return cleaned
+        cleaned["graph"], cleaned["mapping"] = graph, mapping
+        self.instance.graph, self.instance.mapping = graph, mapping
+        return cleaned
+
+
+@admin.register(ComfyWorkflow)
+class ComfyWorkflowAdmin(admin.ModelAdmin):
+    """Workflows are versioned like prompt templates: saving a changed graph or mapping makes the
+    next version (the old row is never edited, so old runs keep saying what they ran), and the
+    presets that used the old version move to the new one."""
+
+    form = ComfyWorkflowForm
+    list_display = ["name", "version", "created_at"]
+    readonly_fields = ["version", "created_at"]
+
+    def save_model(self, request: HttpRequest, obj: ComfyWorkflow, form: forms.ModelForm, change: bool) -> None:
+        with transaction.atomic():
+            latest = ComfyWorkflow.objects.filter(name=obj.name).aggregate(n=Max("version"))["n"] or 0
+            if not change:
+                obj.version = latest + 1
+                obj.save()
+                return
+            old = ComfyWorkflow.objects.get(pk=obj.pk)
+            if (old.name, old.graph, old.mapping) == (obj.name, obj.graph, obj.mapping):
+                return
+            obj.pk = None
+            obj.version = latest + 1
+            obj.save()
+            StylePreset.objects.filter(comfy_workflow=old).update(comfy_workflow=obj)
 
 
 @admin.register(StylePreset)
 class StylePresetAdmin(admin.ModelAdmin):
-    list_display = ["name", "model_profile", "image_style", "output_size", "steps", "guidance", "position"]
+    list_display = [
+        "name", "model_profile", "comfy_workflow", "image_style", "output_size", "steps", "guidance", "position"
+    ]  # fmt: skip
     list_filter = ["image_style", "model_profile"]
     prepopulated_fields = {"slug": ["name"]}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from django.conf import settings
 
 from generation.models import WorkerHeartbeat
-from generation.profiles import ModelProfile, all_profiles
+from generation.profiles import ModelProfile, all_profiles, upscaler_files
 
 # The tiny model of each family: same pipeline class, random weights, built offline.
 STAND_INS = {"sd": "tiny-sd", "sdxl": "tiny-sdxl", "flux": "tiny-flux", "sd3": "tiny-sd3"}
@@ -178,22 +178,9 @@ def demo_notice_due(profile: ModelProfile) -> bool:
         return False
 
 
-# Upscaler models for the hires pass: files an operator drops into HOFFDESK_MODELS_DIR/upscalers/.
-UPSCALERS_FOLDER = "upscalers"
-UPSCALER_SUFFIXES = (".safetensors", ".pth")
-
-
 def installed_upscalers(models_dir: Path | None = None) -> list[str]:
-    """The upscaler models in a models folder, by file stem (what ``hires_upscaler`` names);
-    torch-free: the worker's heartbeat reports it, and the engine loads from the same rule."""
-    folder = Path(models_dir or settings.HOFFDESK_MODELS_DIR) / UPSCALERS_FOLDER
-    if not folder.is_dir():
-        return []
-    return sorted(
-        path.stem
-        for path in folder.iterdir()
-        if path.suffix in UPSCALER_SUFFIXES and not path.name.startswith(".") and path.is_file()
-    )
+    """This host's upscaler models (``HOFFDESK_MODELS_DIR`` unless another folder is given)."""
+    return upscaler_files(Path(models_dir or settings.HOFFDESK_MODELS_DIR))
 
 
 def upscalers_available() -> list[str]:

@@ -31,6 +31,45 @@ GPU_CLUSTER = str(settings.Q_CLUSTER["name"])
 WORKER_SILENT_AFTER: timedelta = WorkerHeartbeat.SILENT_AFTER
 
 
+# Seconds /healthz and the worker banner wait for the ComfyUI server.
+COMFYUI_HEALTH_TIMEOUT = 3.0
+
+
+def comfyui_health() -> dict[str, Any] | None:
+    """Whether the ComfyUI server (``HOFFDESK_COMFYUI_URL``) answers and how long its queue is;
+    None when none is configured. Never names the address or the token (/healthz is public)."""
+    from generation.comfyui import ComfyUIClient, ComfyUIError
+
+    client = ComfyUIClient.from_settings()
+    if client is None:
+        return None
+    client.timeout = COMFYUI_HEALTH_TIMEOUT
+    try:
+        queue = client.queue()
+        version = client.system_stats().get("system", {}).get("comfyui_version", "")
+    except (ComfyUIError, OSError) as exc:
+        return {"reachable": False, "error": str(exc), "queue_running": None, "queue_pending": None}
+    return {
+        "reachable": True,
+        "version": version,
+        "queue_running": len(queue.running),
+        "queue_pending": len(queue.pending),
+    }
+
+
+def comfyui_banner() -> str:
+    """One line for the worker's log at start: the ComfyUI server's state, or that none is set."""
+    health = comfyui_health()
+    if health is None:
+        return "ComfyUI: not configured (HOFFDESK_COMFYUI_URL unset); ComfyUI presets are refused."
+    if not health["reachable"]:
+        return f"ComfyUI: NOT reachable ({health['error']}); ComfyUI runs will be queued again or fail."
+    return (
+        f"ComfyUI: reachable (version {health['version'] or 'unknown'}), "
+        f"{health['queue_running']} running and {health['queue_pending']} waiting in its queue."
+    )
+
+
 def worker_beat(cluster: str) -> None:
     """Record that this worker process is alive, on the database's clock, and (a GPU worker)
     which profiles it can run now: weights fetched while it runs count from the next beat."""
@@ -57,6 +96,11 @@ class WorkerBeat(threading.Thread):
         self.stopped = threading.Event()
 
     def run(self) -> None:
+        if self.cluster == GPU_CLUSTER:  # the worker that claims ComfyUI runs says how the server is
+            try:
+                logger.info("%s", comfyui_banner())
+            except Exception:
+                logger.warning("asking the ComfyUI server for the worker banner failed", exc_info=True)
         while True:
             try:
                 worker_beat(self.cluster)

@@ -21,6 +21,32 @@ from generation.profiles import MAX_SEED, get_profile, hires_size, profile_choic
 from hoffdesk_images.state import ConditionalTransitions
 
 
+class ComfyWorkflow(models.Model):
+    """A ComfyUI workflow in API format, with the mapping of our recipe fields to its node inputs
+    (``generation.workflows``).
+
+    Versioned like ``PromptTemplate``: rows are never edited; saving a changed graph or mapping
+    in the admin makes the next version, and the presets that used the old one move to it. A run
+    points at the exact version it ran and keeps the exact graph it sent per candidate
+    (``GenerationRun.comfy_prompts``), so an edit never changes what an old run says it did.
+    """
+
+    name = models.SlugField(max_length=80)
+    version = models.PositiveIntegerField(default=1)
+    graph = models.JSONField(help_text="The API-format graph: node id -> {class_type, inputs}.")
+    mapping = models.JSONField(
+        default=dict, blank=True, help_text='Recipe field -> [node id, input name], e.g. {"seed": ["3", "seed"]}.'
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "-version"]
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="unique_comfy_workflow_version")]
+
+    def __str__(self) -> str:
+        return f"{self.name} v{self.version}"
+
+
 class StylePreset(models.Model):
     """A house style: what is added to every prompt and how the image is made.
 
@@ -58,6 +84,16 @@ class StylePreset(models.Model):
     content_types = models.JSONField(default=list, blank=True, help_text="Content types it serves by default.")
     image_style = models.BooleanField(default=False, help_text="Offered as an image style beside the Magic Wand.")
     position = models.PositiveSmallIntegerField(default=100, help_text="Order in menus, smallest first.")
+    # A ComfyUI workflow: runs of this preset go to the ComfyUI server (HOFFDESK_COMFYUI_URL)
+    # instead of our diffusers worker; the model profile then only sets the size and step limits.
+    comfy_workflow = models.ForeignKey(
+        ComfyWorkflow,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="presets",
+        help_text="Run on the ComfyUI server with this workflow instead of the diffusers worker.",
+    )
 
     AUTO = "auto"
 
@@ -219,6 +255,13 @@ class GenerationRun(ConditionalTransitions):
     client_fields = models.JSONField(
         default=dict, blank=True, help_text="What the client sent that is recorded but not used (sampler, user...)."
     )
+    # ComfyUI runs (the preset named a workflow): the exact version, and per candidate what was
+    # sent: [{"index", "seed", "prompt_id", "graph"}], written before each prompt is queued so
+    # that cancel and recovery can find it on the server.
+    comfy_workflow = models.ForeignKey(
+        ComfyWorkflow, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    comfy_prompts = models.JSONField(default=list, blank=True)
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     cancel_requested = models.BooleanField(default=False)
@@ -255,6 +298,10 @@ class GenerationRun(ConditionalTransitions):
     @property
     def is_stand_in(self) -> bool:
         return bool(self.engine_profile) and self.engine_profile != self.model_profile
+
+    @property
+    def runs_on_comfyui(self) -> bool:
+        return self.comfy_workflow_id is not None
 
     @property
     def profile_to_run(self) -> str:
@@ -374,6 +421,14 @@ class GenerationRun(ConditionalTransitions):
         )
         if updated:
             self.progress_step, self.progress_total = step, total
+        return updated == 1
+
+    def record_comfy_prompts(self, prompts: list[dict[str, Any]]) -> bool:
+        """Write what this attempt sends to ComfyUI before it sends it; False when the attempt
+        is no longer wanted (then nothing is sent)."""
+        updated = GenerationRun.objects.filter(self.wanted_attempt()).update(comfy_prompts=prompts, heartbeat_at=Now())
+        if updated:
+            self.comfy_prompts = prompts
         return updated == 1
 
     def heartbeat(self) -> bool:

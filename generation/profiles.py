@@ -368,3 +368,22 @@ def suggested_generation_size(hero_size: tuple[int, int]) -> tuple[int, int]:
 
 def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
+
+
+# Upscaler models for the hires pass: files an operator drops into HOFFDESK_MODELS_DIR/upscalers/.
+UPSCALERS_FOLDER = "upscalers"
+UPSCALER_SUFFIXES = (".safetensors", ".pth")
+
+
+def upscaler_files(models_dir: Path) -> list[str]:
+    """The upscaler models in a models folder, by file stem (what ``hires_upscaler`` names): the
+    one rule the worker's heartbeat, validation and the engine's loader share (plain files, no
+    torch, no Django)."""
+    folder = models_dir / UPSCALERS_FOLDER
+    if not folder.is_dir():
+        return []
+    return sorted(
+        path.stem
+        for path in folder.iterdir()
+        if path.suffix in UPSCALER_SUFFIXES and not path.name.startswith(".") and path.is_file()
+    )

@@ -137,6 +137,42 @@ def timed_out_message() -> str:
     )
 
 
+def run_requeue_after_engine_lost(*, run: GenerationRun, reason: str) -> str:
+    """The ComfyUI server went away under this attempt (refused, dropped, restarted): the same
+    rule as a worker that died. Queued again while attempts remain, cancelled if an editor asked
+    for it, else failed with the reason. ``run`` carries this attempt's number; returns the
+    run's status."""
+    limit = settings.HOFFDESK_RUN_MAX_ATTEMPTS
+    with transaction.atomic():
+        if run.requeue_orphaned(limit):
+            logger.warning(
+                "run %s: ComfyUI went away (%s); queued again (attempt %s of %s)", run.pk, reason, run.attempts, limit
+            )
+            run_enqueue(run=run)
+            return str(GenerationRun.Status.QUEUED)
+    if run.mark_cancelled():
+        run_discard_files(run=run)
+        return str(GenerationRun.Status.CANCELLED)
+    error = (
+        f"The ComfyUI server went away while making this run ({reason}), {run.attempts} time(s); the limit is "
+        f"{limit} attempt(s), so it was not tried again. Check that the ComfyUI server runs, then make the run again."
+    )
+    if run.fail(error):
+        run_discard_files(run=run)
+        return str(GenerationRun.Status.FAILED)
+    run.refresh_from_db()
+    return str(run.status)
+
+
+def _comfyui_let_go(run: GenerationRun) -> None:
+    """A ComfyUI run taken from a dead worker: stop the prompts it left on the server (best
+    effort), so none runs there that no attempt follows."""
+    if run.comfy_prompts:
+        from generation.comfyui_engine import comfyui_let_go
+
+        comfyui_let_go([str(p["prompt_id"]) for p in run.comfy_prompts])
+
+
 def runs_recover_orphaned() -> list[int]:
     """Runs left ``running`` by a dead worker: queue them again, or fail them past the limit.
 
@@ -177,6 +213,7 @@ def runs_recover_orphaned() -> list[int]:
                 recovered.append(run.pk)
             continue
         gone_worker = run.worker  # the requeue clears it
+        requeued = False
         with transaction.atomic():
             if run.requeue_orphaned(limit, stale_after=guard):
                 logger.warning(
@@ -189,7 +226,10 @@ def runs_recover_orphaned() -> list[int]:
                 )
                 run_enqueue(run=run)
                 recovered.append(run.pk)
-                continue
+                requeued = True
+        if requeued:
+            _comfyui_let_go(run)  # after the commit: no network call inside the transaction
+            continue
         still_orphaned = run.live_attempt()
         if guard is not None:
             still_orphaned &= GenerationRun.stale_heartbeat(guard)
@@ -202,4 +242,5 @@ def runs_recover_orphaned() -> list[int]:
         if _finish_orphan(run, still_orphaned, error):
             run_discard_files(run=run)
             recovered.append(run.pk)
+            _comfyui_let_go(run)
     return recovered

@@ -7,6 +7,7 @@ process ever loads it.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import threading
 import time
@@ -20,13 +21,19 @@ from django_q.exceptions import TimeoutException
 from generation.demo import WeightsMissing, worker_engine_profile
 from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
 from generation.profiles import UnknownProfile, get_profile
-from generation.recovery import runs_recover_orphaned, runs_requeue_lost, timed_out_message
+from generation.recovery import (
+    run_requeue_after_engine_lost,
+    runs_recover_orphaned,
+    runs_requeue_lost,
+    timed_out_message,
+)
 from generation.services import run_cancel_and_discard, run_discard_files
 from generation.thumbnails import thumbnails_ensure_batch
 from generation.validation import engine_limits_problem
 
 if TYPE_CHECKING:
-    from generation.engine.generate import GenerationResult
+    from generation.comfyui_engine import ComfyImage, ComfyResult
+    from generation.engine.generate import GeneratedImage, GenerationResult
     from generation.engine.loader import PipelineCache
 
 logger = logging.getLogger(__name__)
@@ -190,7 +197,10 @@ def run_generate(run_id: int) -> str:
 
 def _engine_choice(run: GenerationRun) -> tuple[str, str, str]:
     """What this worker runs for ``run``, decided from its own models folder (the web only
-    guessed): (engine profile, note for the editor when a stand-in runs, refusal or "")."""
+    guessed): (engine profile, note for the editor when a stand-in runs, refusal or "").
+    A ComfyUI run needs no weights here: its profile only set the limits."""
+    if run.runs_on_comfyui:
+        return run.model_profile, "", ""
     try:
         profile = get_profile(run.model_profile)
         engine = worker_engine_profile(profile)
@@ -360,7 +370,64 @@ def _discard_own_files(run: GenerationRun) -> None:
         logger.warning("run %s: deleting this attempt's files before failing it failed", run.pk, exc_info=True)
 
 
+def _execute_on_comfyui(run: GenerationRun) -> str:
+    """The run's candidates made on the ComfyUI server (``generation.comfyui_engine``), recorded
+    like the diffusers worker's. No torch on this path. A server that went away is treated like
+    a worker that died: queued again while attempts remain, else failed with the reason."""
+    from generation.comfyui import Cancelled, ComfyUIError, ConnectionLost
+    from generation.comfyui_engine import comfyui_generate
+
+    attempt = run.attempts
+    try:
+        result = comfyui_generate(run, _png_with_recipe)
+    except Cancelled:
+        logger.info("run %s stopped on ComfyUI at step %s", run.pk, run.progress_step)
+        run_cancel_and_discard(run=run, worker_stopped=True)
+        run.refresh_from_db()
+        return run.status
+    except ConnectionLost as exc:
+        logger.warning("run %s: the ComfyUI server went away: %s", run.pk, exc)
+        run.attempts = attempt
+        _discard_own_files(run)
+        return run_requeue_after_engine_lost(run=run, reason=str(exc))
+    except ComfyUIError as exc:  # a rejected graph, a node that failed, an interrupt in ComfyUI
+        logger.warning("run %s failed on ComfyUI: %s", run.pk, exc)
+        run.attempts = attempt
+        _discard_own_files(run)
+        if run.fail(f"ComfyUI: {exc}"):
+            run_discard_files(run=run)
+        return "failed"
+    except Exception as exc:
+        return _fail_after_error(run, exc, attempt=attempt)
+    return _record_candidates(run, result)
+
+
+def _png_with_recipe(png: bytes, recipe: dict[str, Any]) -> tuple[bytes, int, int]:
+    """A PNG ComfyUI saved, with our ``parameters`` and ``hoffdesk`` chunks added and its own
+    (``prompt``, ``workflow``) kept, so it still opens in ComfyUI; and its size. Pillow only."""
+    import io
+
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from generation.engine.metadata import PARAMETERS_CHUNK, PNG_COMPRESS_LEVEL, RECIPE_CHUNK, a1111_parameters
+
+    info = PngInfo()
+    with Image.open(io.BytesIO(png)) as image:
+        image.load()
+        for key, value in image.info.items():
+            if isinstance(value, str) and key not in (PARAMETERS_CHUNK, RECIPE_CHUNK):
+                info.add_text(str(key), value)
+        info.add_text(PARAMETERS_CHUNK, a1111_parameters(recipe))
+        info.add_text(RECIPE_CHUNK, json.dumps(recipe, sort_keys=True))
+        buffer = io.BytesIO()
+        image.convert("RGB").save(buffer, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
+        return buffer.getvalue(), image.width, image.height
+
+
 def _execute(run: GenerationRun) -> str:
+    if run.runs_on_comfyui:
+        return _execute_on_comfyui(run)
     from generation.engine.generate import Cancelled, Recipe, generate
     from generation.engine.loader import EngineError
 
@@ -425,7 +492,7 @@ def _enlargement_sources(run: GenerationRun) -> list[bytes] | None:
         return [fh.read()] * len(run.seeds)
 
 
-def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
+def _record_candidates(run: GenerationRun, result: GenerationResult | ComfyResult) -> str:
     """Write the files, then mark the run succeeded and create its rows in one transaction.
 
     File names carry the attempt (``candidate_file_name``): an attempt that lost its run (it was
@@ -470,7 +537,7 @@ def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
     return run.status
 
 
-def _make_thumbnails(run: GenerationRun, result: GenerationResult) -> None:
+def _make_thumbnails(run: GenerationRun, result: GenerationResult | ComfyResult) -> None:
     """The grid's WebP thumbnails of a run that succeeded, made before the worker takes its next task.
 
     After the commit, not before: the editor sees the candidates as soon as they exist (making
@@ -490,7 +557,7 @@ def _make_thumbnails(run: GenerationRun, result: GenerationResult) -> None:
 COMMIT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
-def _commit_success(run: GenerationRun, result: GenerationResult, names: list[str]) -> bool:
+def _commit_success(run: GenerationRun, result: GenerationResult | ComfyResult, names: list[str]) -> bool:
     """Mark the run succeeded and create its rows in one transaction; True when this attempt won.
 
     A connection lost during the transaction is retried on a new connection. The claim-like
@@ -501,6 +568,7 @@ def _commit_success(run: GenerationRun, result: GenerationResult, names: list[st
     if run.variation_seeds:
         variation_seeds = list(run.variation_seeds)
     attempt = run.attempts
+    images: list[GeneratedImage | ComfyImage] = list(result.images)
     for delay in (*COMMIT_RETRY_DELAYS, None):
         try:
             with transaction.atomic():
@@ -518,7 +586,7 @@ def _commit_success(run: GenerationRun, result: GenerationResult, names: list[st
                         height=image.height,
                         sha256=image.sha256,
                     )
-                    for image, name in zip(result.images, names, strict=True)
+                    for image, name in zip(images, names, strict=True)
                 )
             return True
         except (OperationalError, InterfaceError):

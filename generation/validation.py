@@ -20,8 +20,8 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from generation.demo import WeightsMissing, engine_profile_expected, upscalers_available
-from generation.models import GenerationRun, RegenerateMode, StylePreset
+from generation.demo import EngineChoice, WeightsMissing, engine_profile_expected, upscalers_available
+from generation.models import ComfyWorkflow, GenerationRun, RegenerateMode, StylePreset
 from generation.profiles import (
     HIRES_MAX_EDGE,
     HIRES_MAX_PIXELS,
@@ -64,7 +64,12 @@ class RunParameters:
     hires_upscaler: str = ""
     hires_steps: int | None = None
     hires_denoise: float | None = None
+    # A ComfyUI run: the workflow version it runs (``ComfyWorkflow``); None runs on diffusers.
+    comfy_workflow: Any = None
 
+
+# Seconds the checks before queueing wait for a ComfyUI server (an editor waits on them).
+COMFYUI_CHECK_TIMEOUT = 5.0
 
 MIN_VARIATION_STRENGTH = 0.05
 MAX_VARIATION_STRENGTH = 0.5
@@ -172,10 +177,20 @@ def run_validate(
         profile = get_profile(name)
     except UnknownProfile as exc:
         raise ValidationError({"model": str(exc.args[0])}) from None
-    try:
-        choice = engine_profile_expected(profile)
-    except WeightsMissing as exc:
-        raise ValidationError({"model": str(exc)}) from None
+    # A preset's ComfyUI workflow runs when the preset's own model is what is asked for; the
+    # profile then only sets the size and step limits, and no diffusers weights are needed.
+    workflow = (
+        preset.comfy_workflow
+        if preset is not None and preset.comfy_workflow_id and preset.model_profile in ("", profile.name)
+        else None
+    )
+    if workflow is not None:
+        choice = EngineChoice(engine_profile=profile.name, note="")
+    else:
+        try:
+            choice = engine_profile_expected(profile)
+        except WeightsMissing as exc:
+            raise ValidationError({"model": str(exc)}) from None
     engine = get_profile(choice.engine_profile)
 
     prompt = _check_text("prompt", prompt, errors)
@@ -247,13 +262,23 @@ def run_validate(
     )  # fmt: skip
     if enlarge_only and hires.scale is None and "hires_scale" not in errors:
         errors["hires_scale"] = "Make hero size needs a hires pass: hires_scale from 1 to 4."
-    if not errors:
+    if workflow is not None:
+        _check_comfyui_request(
+            errors, hires_scale=hires_scale, variation=strength is not None, enlarge_only=enlarge_only
+        )
+        hires = HiresPass()
+    elif not errors:
         first_pass = 0 if enlarge_only else n_steps
         _check_gpu_time(engine, w, h, first_pass, n, errors, hires=hires)
     if errors:
         raise ValidationError(errors)
+    if workflow is not None:
+        comfyui_workflow_problem = comfyui_workflow_check(workflow)
+        if comfyui_workflow_problem:
+            raise ValidationError({"preset": comfyui_workflow_problem})
     assert s is not None
     return RunParameters(
+        comfy_workflow=workflow,
         hires_scale=hires.scale,
         hires_upscaler=hires.upscaler,
         hires_steps=hires.steps,
@@ -424,3 +449,63 @@ def _check_gpu_time(
             f"{steps} steps), more than the task timeout of {limit} s (HOFFDESK_TASK_TIMEOUT): ask for fewer "
             "steps, fewer candidates or a smaller size."
         )
+
+
+def _check_comfyui_request(errors: dict[str, str], *, hires_scale: Any, variation: bool, enlarge_only: bool) -> None:
+    """What a ComfyUI workflow cannot do for us: the workflow owns any second pass, and ComfyUI
+    has no variation seeds. A preset's own hires settings are simply not used."""
+    if enlarge_only:
+        errors["mode"] = "Make hero size runs on our diffusers worker; this preset runs on a ComfyUI workflow."
+    elif hires_scale not in (None, "", 0, "0") and "hires_scale" not in errors:
+        errors["hires_scale"] = "A ComfyUI workflow makes its own passes: put the hires pass in the workflow."
+    if variation and "variation_strength" not in errors:
+        errors["variation_strength"] = "Variations need our diffusers worker; ComfyUI has no variation seeds."
+
+
+def comfyui_workflow_check(workflow: ComfyWorkflow) -> str:
+    """Why the ComfyUI server cannot run ``workflow`` now, naming what is missing ("" when it
+    can): no server configured, the server not answering, a node type or a checkpoint it lacks.
+    Asked before queueing, so such a run is refused with the name rather than failing later."""
+    from generation.comfyui import ComfyUIClient, ComfyUIError
+    from generation.workflows import read_values
+
+    client = ComfyUIClient.from_settings()
+    if client is None:
+        return (
+            f"The preset runs on the ComfyUI workflow {workflow}, but no ComfyUI server is configured "
+            "(set HOFFDESK_COMFYUI_URL)."
+        )
+    client.timeout = min(client.timeout, COMFYUI_CHECK_TIMEOUT)
+    try:
+        nodes = client.object_info()
+    except ComfyUIError as exc:
+        return f"The ComfyUI server is not reachable ({exc}); nothing was queued. Check that it runs."
+    except OSError as exc:
+        return f"The ComfyUI server is not reachable ({type(exc).__name__}); nothing was queued. Check that it runs."
+    missing = [
+        f"{node.get('class_type')} (node {node_id})"
+        for node_id, node in workflow.graph.items()
+        if node.get("class_type") not in nodes
+    ]
+    if missing:
+        return f"The ComfyUI server has no node type {', '.join(missing)}, which workflow {workflow} uses."
+    checkpoint = read_values(workflow.graph, workflow.mapping).get("checkpoint")
+    if checkpoint:
+        offered = _checkpoint_choices(nodes)
+        if checkpoint not in offered:
+            return (
+                f"The ComfyUI server has no checkpoint {checkpoint!r} that workflow {workflow} loads; "
+                f"it has {', '.join(offered) or 'none'}."
+            )
+    return ""
+
+
+def _checkpoint_choices(nodes: dict[str, Any]) -> list[str]:
+    """Every model file the loader nodes offer (checkpoints, UNets), from ``/object_info``."""
+    offered: list[str] = []
+    for node_type, field in (("CheckpointLoaderSimple", "ckpt_name"), ("UNETLoader", "unet_name")):
+        spec = nodes.get(node_type, {}).get("input", {}).get("required", {}).get(field) or [[]]
+        # Older nodes list the choices first; nodes on ComfyUI's v3 schema say ["COMBO", {"options": [...]}].
+        choices = spec[0] if isinstance(spec[0], list) else (spec[1].get("options", []) if len(spec) > 1 else [])
+        offered += [str(name) for name in choices if str(name) not in offered]
+    return offered

@@ -13,8 +13,8 @@ from django.views.decorators.http import require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
     """No login and no secrets: is the database there, when was a GPU worker last seen, what each
     live GPU worker can run (profile asked for -> profile that runs: itself, or its tiny
-    stand-in), how deep is each queue. 503 when the database cannot be reached."""
-    from generation.health import GPU_CLUSTER, gpu_workers, newest_worker, queue_depth
+    stand-in), how deep is each queue, whether the ComfyUI server answers. 503 when the database cannot be reached."""
+    from generation.health import GPU_CLUSTER, comfyui_health, gpu_workers, newest_worker, queue_depth
 
     try:
         with connection.cursor() as cursor:
@@ -36,5 +36,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
             },
             "gpu_workers": workers,
             "queue_depth": depth,
+            # None without HOFFDESK_COMFYUI_URL; else reachable, version and its queue's length.
+            "comfyui": comfyui_health(),
         }
     )

@@ -27,8 +27,8 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
-from generation.demo import UPSCALER_SUFFIXES, UPSCALERS_FOLDER, installed_upscalers
 from generation.engine.loader import EngineError
+from generation.profiles import UPSCALER_SUFFIXES, UPSCALERS_FOLDER, upscaler_files
 
 # The resize that needs no model, named as AUTOMATIC1111 names it in ``parameters``.
 LANCZOS = "lanczos"
@@ -49,7 +49,7 @@ def upscalers_dir(models_dir: Path) -> Path:
 
 def list_upscalers(models_dir: Path) -> list[str]:
     """The upscaler models this worker has, by file stem (what a recipe's ``hires_upscaler`` names)."""
-    return installed_upscalers(models_dir)
+    return upscaler_files(models_dir)
 
 
 def upscaler_path(models_dir: Path, name: str) -> Path:

@@ -13,8 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from generation.demo import UPSCALERS_FOLDER
-from generation.profiles import UnknownProfile, all_profiles, get_profile
+from generation.profiles import UPSCALERS_FOLDER, UnknownProfile, all_profiles, get_profile
 from hoffdesk_images.env import envstr
 
 # Only the diffusers folders: FLUX repos also hold single-file checkpoints (23 GB) we never load.
