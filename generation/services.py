@@ -91,6 +91,7 @@ def run_submit(
     hires_steps: Any = None,
     hires_denoise: Any = None,
     source_candidate: Candidate | None = None,
+    comfy_workflow: Any = None,
 ) -> GenerationRun:
     """Validate, create the run and queue it once the transaction commits.
 
@@ -129,6 +130,7 @@ def run_submit(
         hires_steps=hires_steps,
         hires_denoise=hires_denoise,
         enlarge_only=source_candidate is not None,
+        comfy_workflow=comfy_workflow,
     )
     first_pass = 0 if source_candidate is not None else params.steps
     user = requested_by if getattr(requested_by, "is_authenticated", False) else None
@@ -283,6 +285,8 @@ def run_regenerate(
             if field == "hires_scale" and keep and value is None:
                 value = 0
         values[field] = value
+    if mode == RegenerateMode.EXACT and same_model and source.comfy_workflow_id:
+        values["comfy_workflow"] = source.comfy_workflow  # the graph version it ran, not the newest
     return run_submit(
         article=source.article,
         model=model,

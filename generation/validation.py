@@ -159,6 +159,7 @@ def run_validate(
     hires_steps: Any = None,
     hires_denoise: Any = None,
     enlarge_only: bool = False,
+    comfy_workflow: Any = None,
 ) -> RunParameters:
     """Check a request against its model profile, and against the stand-in that will run for it;
     ``ValidationError`` maps field -> message. Every field is checked before anything is derived
@@ -179,11 +180,11 @@ def run_validate(
         raise ValidationError({"model": str(exc.args[0])}) from None
     # A preset's ComfyUI workflow runs when the preset's own model is what is asked for; the
     # profile then only sets the size and step limits, and no diffusers weights are needed.
-    workflow = (
+    workflow = comfy_workflow or (
         preset.comfy_workflow
         if preset is not None and preset.comfy_workflow_id and preset.model_profile in ("", profile.name)
         else None
-    )
+    )  # an exact re-run names the version its source ran; otherwise the preset's current one
     if workflow is not None:
         choice = EngineChoice(engine_profile=profile.name, note="")
     else:

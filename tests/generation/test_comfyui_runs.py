@@ -289,3 +289,20 @@ def test_the_worker_banner_says_whether_comfyui_answers_and_its_queue(settings, 
     assert "NOT reachable" in comfyui_banner()
     settings.HOFFDESK_COMFYUI_URL = ""
     assert "not configured" in comfyui_banner()
+
+
+def test_an_exact_rerun_sends_the_workflow_version_its_source_ran_not_the_newest(use_comfyui, editor, article) -> None:
+    from generation.services import run_regenerate
+
+    preset = comfy_preset(use_comfyui.checkpoint)
+    source = run_submit(article=article, preset=preset, prompt="a lighthouse", seed=5, count=1, requested_by=editor)
+    first = preset.comfy_workflow
+    assert first is not None
+    newer = ComfyWorkflow.objects.create(name=first.name, version=2, graph=first.graph, mapping=first.mapping)
+    StylePreset.objects.filter(pk=preset.pk).update(comfy_workflow=newer)  # what saving a change in the admin does
+    source = GenerationRun.objects.get(pk=source.pk)  # as a view loads it
+
+    exact = run_regenerate(source=source, mode="exact", requested_by=editor)
+    more = run_regenerate(source=source, mode="more", requested_by=editor)
+    assert exact.comfy_workflow_id == first.pk  # the same graph, so the same bytes
+    assert more.comfy_workflow_id == newer.pk  # a new run takes the preset's newest
