@@ -173,7 +173,7 @@ def _runs_with_candidates() -> Prefetch:
 
 def _article_page(request: HttpRequest, article: Article, form: GenerateForm, status: int = 200) -> HttpResponse:
     runs = list(
-        article.runs.select_related("preset", "requested_by", "parent", "api_token").prefetch_related(
+        article.runs.select_related("preset", "requested_by", "parent", "api_token", "comfy_workflow").prefetch_related(
             _runs_with_candidates()
         )[:RUNS_ON_PAGE]
     )
@@ -337,7 +337,7 @@ def _run_card(request: HttpRequest, run: GenerationRun) -> HttpResponse:
 @require_GET
 def run_card(request: HttpRequest, pk: int) -> HttpResponse:
     runs = GenerationRun.objects.select_related(
-        "article__hero_candidate", "preset", "requested_by", "parent", "api_token"
+        "article__hero_candidate", "preset", "requested_by", "parent", "api_token", "comfy_workflow"
     )
     run = get_object_or_404(runs.prefetch_related(_runs_with_candidates()), pk=pk)
     return _run_card(request, run)

@@ -387,3 +387,34 @@ def upscaler_files(models_dir: Path) -> list[str]:
         for path in folder.iterdir()
         if path.suffix in UPSCALER_SUFFIXES and not path.name.startswith(".") and path.is_file()
     )
+
+
+# The checkpoint file a ComfyUI server loads for each profile, named in the ComfyUI workflow our own
+# PNGs carry (issue 17, item 6): the file names of the official releases, as ComfyUI's model
+# folders usually hold them. HOFFDESK_COMFYUI_CHECKPOINTS overrides them (comfyui_checkpoint_table).
+# The tiny random-weight models have no ComfyUI file: theirs is their family's usual release, so a
+# demo candidate opens in ComfyUI with a real model of that family. FLUX and SD3 have none (see
+# generation.workflows.FAITHFUL_FAMILIES: no faithful single-checkpoint graph exists for them).
+COMFYUI_CHECKPOINTS: dict[str, str] = {
+    "sdxl-turbo": "sd_xl_turbo_1.0_fp16.safetensors",
+    "sdxl-base": "sd_xl_base_1.0.safetensors",
+    "tiny-sd": "v1-5-pruned-emaonly.safetensors",
+    "tiny-sdxl": "sd_xl_base_1.0.safetensors",
+}
+
+
+def comfyui_checkpoint_table(text: str) -> dict[str, str]:
+    """The default table with ``profile=file.safetensors`` entries (comma-separated) laid over it;
+    an empty file name (``sdxl-base=``) turns that profile's workflow off. ``ValueError`` names a
+    malformed entry or an unknown profile, so a typo fails at start, not silently per PNG."""
+    table = dict(COMFYUI_CHECKPOINTS)
+    for entry in (item.strip() for item in text.split(",")):
+        if not entry:
+            continue
+        name, sep, checkpoint = (part.strip() for part in entry.partition("="))
+        if not sep:
+            raise ValueError(f"{entry!r} is not profile=checkpoint-file")
+        if name not in _BY_NAME:
+            raise ValueError(f"unknown model profile {name!r}; choose one of: {', '.join(_BY_NAME)}")
+        table[name] = checkpoint
+    return table

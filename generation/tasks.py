@@ -449,7 +449,15 @@ def _execute(run: GenerationRun) -> str:
     )
     try:
         sources = _enlargement_sources(run)
-        result = generate(engine_cache(), profile, recipe, _progress_reporter(run), source_images=sources)
+        result = generate(
+            engine_cache(),
+            profile,
+            recipe,
+            _progress_reporter(run),
+            source_images=sources,
+            # The asked-for profile's file: a demo stand-in's PNG opens in ComfyUI on the real model.
+            comfyui_checkpoint=settings.HOFFDESK_COMFYUI_CHECKPOINTS.get(run.model_profile, ""),
+        )
     except Cancelled:
         logger.info("run %s stopped at step %s", run.pk, run.progress_step)
         # Before any refresh: the instance's attempt is this worker's, and only it may end.

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
-from generation.profiles import all_profiles
+from generation.profiles import all_profiles, comfyui_checkpoint_table
 from hoffdesk_images.env import (
     envbool,
     envfloat,
@@ -482,6 +482,12 @@ HOFFDESK_COMFYUI_URL = envstr("HOFFDESK_COMFYUI_URL", "").strip().rstrip("/")
 if HOFFDESK_COMFYUI_URL and not HOFFDESK_COMFYUI_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"HOFFDESK_COMFYUI_URL must start with http:// or https://: {HOFFDESK_COMFYUI_URL!r}")
 HOFFDESK_COMFYUI_TOKEN = envsecret("HOFFDESK_COMFYUI_TOKEN") or ""
+# The checkpoint file each profile's ComfyUI workflow names in our own PNGs (profile=file, comma-
+# separated, laid over generation.profiles.COMFYUI_CHECKPOINTS; an empty file turns it off).
+try:
+    HOFFDESK_COMFYUI_CHECKPOINTS = comfyui_checkpoint_table(envstr("HOFFDESK_COMFYUI_CHECKPOINTS", ""))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"HOFFDESK_COMFYUI_CHECKPOINTS: {exc}") from None
 # A run is tried at most this many times when workers die under it (crash, kill, power cut).
 HOFFDESK_RUN_MAX_ATTEMPTS = envint("HOFFDESK_RUN_MAX_ATTEMPTS", 3, minimum=1)
 # Progress is written at most this often (seconds); the cancel flag is read at the same time.

@@ -22,8 +22,8 @@ from PIL import Image
 
 from generation.engine import upscale
 from generation.engine.loader import EngineError, PipelineCache, free_memory
-from generation.engine.metadata import encode_png, hires_size
-from generation.profiles import ModelProfile
+from generation.engine.metadata import comfyui_workflow, encode_png, hires_size
+from generation.profiles import COMFYUI_CHECKPOINTS, ModelProfile
 
 HOFFDESK_VERSION = "0.1.0"
 
@@ -417,8 +417,13 @@ def generate(
     on_step: ProgressCallback | None = None,
     *,
     source_images: list[bytes] | None = None,
+    comfyui_checkpoint: str | None = None,
 ) -> GenerationResult:
     """Make the run's images as PNG bytes with provenance, or raise ``EngineError``/``Cancelled``.
+
+    ``comfyui_checkpoint`` names the checkpoint file of the ComfyUI workflow each PNG carries
+    (``metadata.comfyui_workflow``; empty: none). The worker passes HOFFDESK_COMFYUI_CHECKPOINTS'
+    entry; None takes the default table's (the asked-for profile's when a stand-in ran).
 
     With ``source_images`` (PNG bytes at the recipe's width x height, one per seed; "Make hero
     size") the first pass is skipped and those images take the hires pass alone: from a run's
@@ -473,9 +478,12 @@ def generate(
         raise EngineError(f"{profile.name} failed: {type(exc).__name__}: {exc}") from exc
     inference_seconds = time.perf_counter() - started
     recipes = [image_recipe(profile, recipe, pipe, index) for index in range(len(images))]
+    if comfyui_checkpoint is None:
+        comfyui_checkpoint = COMFYUI_CHECKPOINTS.get(recipe.stand_in_for or profile.name, "")
+    workflows = [comfyui_workflow(data, family=profile.family, checkpoint=comfyui_checkpoint) for data in recipes]
     # zlib releases the GIL: encoding the batch on threads takes about half the time.
     with ThreadPoolExecutor(max_workers=min(len(images), os.cpu_count() or 1)) as pool:
-        pngs = list(pool.map(encode_png, images, recipes))
+        pngs = list(pool.map(encode_png, images, recipes, workflows))
     results = [
         GeneratedImage(
             index=index,

@@ -2,7 +2,9 @@
 
 Two text chunks: ``parameters``, in the AUTOMATIC1111 format that its readers (and many image
 sites) understand, and ``hoffdesk``, our own JSON with everything needed to make the image
-again. Neither holds run ids or times, so the same recipe always gives the same bytes.
+again. Neither holds run ids or times, so the same recipe always gives the same bytes. Where a
+faithful equivalent exists, a third: ``prompt``, the ComfyUI workflow (API format) that redoes the
+image, so an editor can drop a candidate into ComfyUI (``comfyui_workflow`` says when).
 Pillow only: no torch here, so the web can read a recipe back.
 """
 
@@ -17,9 +19,12 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from generation.profiles import hires_size  # noqa: F401  (torch-free, shared with validation)
+from generation.workflows import Graph, workflow_for_diffusers_recipe
 
 RECIPE_CHUNK = "hoffdesk"
 PARAMETERS_CHUNK = "parameters"
+# The chunk ComfyUI's SaveImage writes its API-format graph to, and its page loads a dropped PNG from.
+COMFYUI_PROMPT_CHUNK = "prompt"
 # Candidates are working files; a light deflate keeps encoding far below generation time.
 PNG_COMPRESS_LEVEL = 1
 
@@ -81,10 +86,42 @@ def a1111_parameters(recipe: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def encode_png(image: Image.Image, recipe: dict[str, Any]) -> bytes:
+def comfyui_workflow(recipe: dict[str, Any], *, family: str, checkpoint: str) -> Graph | None:
+    """The ComfyUI graph that redoes one image's ``recipe`` (its own seed, batch size 1), or None
+    where it would not be the same recipe:
+
+    - no checkpoint name (the profile's entry in HOFFDESK_COMFYUI_CHECKPOINTS is empty);
+    - FLUX and SD3 (``workflow_for_diffusers_recipe``: ComfyUI runs them from separate UNet, text
+      encoder and VAE files whose names and shift settings our recipe does not know);
+    - a hires pass: ComfyUI would need an upscale-model node and a second KSampler, and our
+      second pass's step schedule (``hires_schedule``) and upscaler files do not map onto its
+      denoise one for one;
+    - variation seeds: ComfyUI's core nodes have no subseed slerp of start noise.
+    """
+    if not checkpoint or recipe.get("hires_scale") is not None or (recipe.get("subseed_strength") or 0) > 0:
+        return None
+    return workflow_for_diffusers_recipe(
+        family=family,
+        checkpoint=checkpoint,
+        prompt=recipe["prompt"],
+        negative_prompt=recipe["negative_prompt"],
+        seed=recipe["seed"],
+        steps=recipe["steps"],
+        guidance=recipe["guidance"],
+        width=recipe["width"],
+        height=recipe["height"],
+        sampler=recipe["sampler"],
+    )
+
+
+def encode_png(image: Image.Image, recipe: dict[str, Any], workflow: Graph | None = None) -> bytes:
+    """The candidate PNG: pixels, our two recipe chunks and (``workflow`` given) ComfyUI's ``prompt``
+    chunk. Every chunk is a pure function of its input, so an exact re-run is byte-identical."""
     info = PngInfo()
     info.add_text(PARAMETERS_CHUNK, a1111_parameters(recipe))
     info.add_text(RECIPE_CHUNK, json.dumps(recipe, sort_keys=True))
+    if workflow is not None:
+        info.add_text(COMFYUI_PROMPT_CHUNK, json.dumps(workflow))
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="PNG", pnginfo=info, compress_level=PNG_COMPRESS_LEVEL)
     return buffer.getvalue()
