@@ -38,10 +38,11 @@ from api.compat import (
     wait_seconds,
 )
 from api.models import ApiToken
+from generation.demo import upscalers_available
 from generation.models import GenerationRun, RequestedVia
 from generation.profiles import UnknownProfile, all_profiles, get_profile
 from generation.services import QueueLimitReached, run_cancel, run_submit
-from generation.validation import MAX_IMAGES, MAX_VARIATION_STRENGTH, MIN_VARIATION_STRENGTH
+from generation.validation import LANCZOS, MAX_IMAGES, MAX_VARIATION_STRENGTH, MIN_VARIATION_STRENGTH
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,18 @@ RENAME = {
     "variation_seed": "subseed",
     "variation_strength": "subseed_strength",
     "model": "sd_model_checkpoint",
+    "hires_scale": "hr_scale",
+    "hires_upscaler": "hr_upscaler",
+    "hires_steps": "hr_second_pass_steps",
+    "hires_denoise": "denoising_strength",
 }
+# AUTOMATIC1111's txt2img defaults for its hires fix (StableDiffusionProcessingTxt2Img).
+HR_SCALE = 2.0
+HR_DENOISING_STRENGTH = 0.75
+# Its names for a plain resize; "None" there resizes without a model (Lanczos here).
+PLAIN_RESIZE = ("", "none", "lanczos")
+# What AUTOMATIC1111 lists as an upscaler's scale when it does not know better.
+UPSCALER_SCALE = 4
 ERROR_KINDS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -193,6 +205,29 @@ def samplers(request: HttpRequest, token: ApiToken) -> list[dict[str, Any]]:
     return [{"name": name, "aliases": [], "options": {}} for name in names]
 
 
+def _upscaler_scale(name: str) -> int:
+    """The scale an upscaler file's name states (``4x-UltraSharp``, ``RealESRGAN_x2plus``), else 4."""
+    found = re.search(r"(?:^|[^0-9a-z])([1-8])x(?![0-9])|x([1-8])(?![0-9])", name.lower())
+    return int(found.group(1) or found.group(2)) if found else UPSCALER_SCALE
+
+
+@endpoint("GET")
+def upscalers(request: HttpRequest, token: ApiToken) -> list[dict[str, Any]]:
+    """Lanczos and the upscaler files the GPU workers report, in AUTOMATIC1111's shape; a file
+    is named by its stem (what ``hr_upscaler`` takes), never by the server's path."""
+    names = ["Lanczos", *upscalers_available()]
+    return [
+        {
+            "name": name,
+            "model_name": None if name == "Lanczos" else name,
+            "model_path": None,
+            "model_url": None,
+            "scale": UPSCALER_SCALE if name == "Lanczos" else _upscaler_scale(name),
+        }
+        for name in names
+    ]
+
+
 def _current_run(token: ApiToken) -> GenerationRun | None:
     """The token's newest running run, else its oldest queued one (next to start)."""
     runs = GenerationRun.objects.filter(api_token=token)
@@ -288,6 +323,52 @@ def _variation(body: dict[str, Any]) -> tuple[int | None, float | None]:
     return subseed, strength
 
 
+def _hires(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """AUTOMATIC1111's hires fix in run_submit's words; ``enable_hr`` false (or absent) ignores
+    the other fields, as AUTOMATIC1111 does. Ranges are the service's (errors renamed back)."""
+    enable = body.get("enable_hr")
+    if enable is not None and not isinstance(enable, bool):
+        raise A1111Error.field(422, "enable_hr", f"enable_hr must be true or false, not {enable!r}.")
+    if not enable:
+        return {}
+    upscaler = body.get("hr_upscaler")
+    if upscaler is not None and not isinstance(upscaler, str):
+        raise A1111Error.field(422, "hr_upscaler", "hr_upscaler must be a string; see GET /sdapi/v1/upscalers.")
+    if upscaler is None or upscaler.strip().lower() in PLAIN_RESIZE:
+        upscaler = LANCZOS
+    try:
+        profile = get_profile(model)
+    except UnknownProfile:
+        return {}  # the service refuses the model, naming it
+    steps = _whole(body, "steps", profile.default_steps)
+    hires_steps = _whole(body, "hr_second_pass_steps", 0)
+    denoise = _number(body, "denoising_strength")
+    return {
+        "hires_scale": _hr_scale(body, profile.native_width, profile.native_height),
+        "hires_upscaler": upscaler,
+        "hires_steps": steps if hires_steps == 0 else hires_steps,  # 0: as many as the first pass
+        "hires_denoise": HR_DENOISING_STRENGTH if denoise is None else denoise,
+    }
+
+
+def _hr_scale(body: dict[str, Any], native_width: int, native_height: int) -> float:
+    """``hr_scale``, or the scale that takes the first pass to ``hr_resize_x`` x ``hr_resize_y``
+    (either may be 0: the other decides; both: the image covers both, it is not cropped)."""
+    ratios = []
+    for field, asked_edge, native in (("hr_resize_x", "width", native_width), ("hr_resize_y", "height", native_height)):
+        target = _whole(body, field, 0)
+        assert target is not None
+        if target < 0:
+            raise A1111Error.field(422, field, f"{field} must be 0 (use hr_scale) or a size in pixels, not {target}.")
+        edge = _whole(body, asked_edge) or native
+        if target:
+            ratios.append(target / edge)
+    if ratios:
+        return max(ratios)
+    scale = _number(body, "hr_scale")
+    return HR_SCALE if scale is None else scale
+
+
 def _txt2img_fields(body: dict[str, Any], token: ApiToken) -> dict[str, Any]:
     """The request in run_submit's words (ValidationError-free types; ranges are the service's)."""
     batch_size = _whole(body, "batch_size", 1)
@@ -310,10 +391,12 @@ def _txt2img_fields(body: dict[str, Any], token: ApiToken) -> dict[str, Any]:
     for field in ("sampler_name", "scheduler"):
         if body.get(field) is not None and not isinstance(body[field], str):
             raise A1111Error.field(422, field, f"{field} must be a string.")
+    model = model or _checkpoint(token)
     return {
+        **_hires(body, model),
         "prompt": _text(body, "prompt"),
         "negative_prompt": _text(body, "negative_prompt"),
-        "model": model or _checkpoint(token),
+        "model": model,
         "seed": _random_if_minus_one(_whole(body, "seed")),
         "count": batch_size * n_iter,
         "width": _whole(body, "width"),
@@ -336,6 +419,15 @@ def _info(run: GenerationRun, body: dict[str, Any], pngs: list[bytes]) -> dict[s
     asked = body.get("sampler_name") or ""
     note = f"{engine.name} always runs its own sampler ({engine.sampler})"
     subseeds = run.variation_seeds or [-1] * run.count
+    extra: dict[str, Any] = {"Sampler": f"{asked} was ignored: {note}" if asked else note}
+    if run.has_hires:  # AUTOMATIC1111's keys, as in the PNG's parameters
+        extra.update(
+            {
+                "Hires upscale": run.hires_scale,
+                "Hires steps": run.hires_steps,
+                "Hires upscaler": "Lanczos" if run.hires_upscaler == LANCZOS else run.hires_upscaler,
+            }
+        )
     return {
         "prompt": run.prompt,
         "all_prompts": [run.prompt] * run.count,
@@ -351,6 +443,7 @@ def _info(run: GenerationRun, body: dict[str, Any], pngs: list[bytes]) -> dict[s
         "sampler_name": engine.sampler,
         "cfg_scale": run.guidance,
         "steps": run.steps,
+        "denoising_strength": run.hires_denoise,  # the hires pass's; null without one
         "batch_size": run.count,
         "restore_faces": False,
         "sd_model_name": run.model_profile,
@@ -362,7 +455,7 @@ def _info(run: GenerationRun, body: dict[str, Any], pngs: list[bytes]) -> dict[s
         "clip_skip": 1,
         "index_of_first_image": 0,
         "infotexts": [_infotext(png) for png in pngs],
-        "extra_generation_params": {"Sampler": f"{asked} was ignored: {note}" if asked else note},
+        "extra_generation_params": extra,
         "version": "hoffdesk-images",
         "hoffdesk": {"run": run.pk, "engine_profile": run.profile_to_run, "status": run.status},
     }

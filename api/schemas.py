@@ -11,7 +11,14 @@ from pydantic import ConfigDict, StrictFloat, StrictInt
 
 from gallery.publishing import MAX_ALT_TEXT
 from gallery.services import MAX_REVIEW_REASON_LENGTH
-from generation.validation import MAX_IMAGES, MAX_NAME_LENGTH, MAX_NEGATIVE_PROMPT_LENGTH, MAX_PROMPT_LENGTH
+from generation.validation import (
+    MAX_HIRES_SCALE,
+    MAX_IMAGES,
+    MAX_NAME_LENGTH,
+    MAX_NEGATIVE_PROMPT_LENGTH,
+    MAX_PROMPT_LENGTH,
+    MIN_HIRES_SCALE,
+)
 
 
 class Error(Schema):
@@ -64,7 +71,29 @@ class ArticleOut(Schema):
 # --- runs ------------------------------------------------------------------------------------
 
 
-class RunIn(Input):
+class HiresIn(Input):
+    """The hires pass: the first pass at ``width`` x ``height``, enlarged, then image-to-image.
+    Ranges are the service's (one table of limits), so they are described, not repeated."""
+
+    hires_scale: StrictFloat | None = Field(
+        None,
+        description=(
+            f"Enlarge by this, {MIN_HIRES_SCALE:g} to {MAX_HIRES_SCALE:g}, then a second pass; 0 turns a preset's "
+            "hires pass off; left out: the preset's."
+        ),
+    )
+    hires_upscaler: str | None = Field(
+        None,
+        max_length=MAX_NAME_LENGTH,
+        description="`lanczos` (default) or an upscaler file a GPU worker has (file stem).",
+    )
+    hires_steps: StrictInt | None = Field(None, description="Steps of the second pass (default: the preset's).")
+    hires_denoise: StrictFloat | None = Field(
+        None, description="Denoising strength of the second pass, above 0 and at most 1 (default 0.5 or the preset's)."
+    )
+
+
+class RunIn(HiresIn):
     """Every field is optional: an empty object is the Magic Wand."""
 
     prompt: str | None = Field(
@@ -86,19 +115,24 @@ class RunIn(Input):
     guidance: StrictFloat | None = None
 
 
-REGENERATE_MODES = Literal["new_seeds", "same_seed", "exact", "seed", "variations"]
+# The API's names of RegenerateMode (api.routers.runs.MODES maps them; a test holds the two equal).
+REGENERATE_MODES = Literal["new_seeds", "same_seed", "exact", "seed", "variations", "upscale"]
 
 
-class RegenerateIn(Input):
+class RegenerateIn(HiresIn):
     mode: REGENERATE_MODES = Field(
         ...,
         description=(
             "new_seeds: the recipe with new seeds; same_seed: a candidate's seed with changed settings; "
             "exact: the same recipe and seeds; seed: the seed given; variations: a candidate's seed blended "
-            "with new seeds at `strength`."
+            "with new seeds at `strength`; upscale (Make hero size): the candidate's own image through the "
+            "hires pass on its model and seed, to at least the hero's size (only `candidate` and `hires_*` "
+            "may be given)."
         ),
     )
-    candidate: StrictInt | None = Field(None, description="A candidate of this run (same_seed and variations).")
+    candidate: StrictInt | None = Field(
+        None, description="A candidate of this run (same_seed, variations and upscale)."
+    )
     seed: StrictInt | None = Field(None, description="For mode seed.")
     strength: StrictFloat | None = Field(None, description="For mode variations, 0.05 to 0.5.")
     prompt: str | None = Field(None, max_length=MAX_PROMPT_LENGTH)
@@ -152,8 +186,15 @@ class RunOut(Schema):
     height: int
     steps: int
     guidance: float
+    hires_scale: float | None = Field(..., description="The hires pass's enlargement; null: no hires pass.")
+    hires_upscaler: str = Field(..., description="`lanczos` or an upscaler file's name; blank without a hires pass.")
+    hires_steps: int | None
+    hires_denoise: float | None
+    output_width: int = Field(..., description="The candidates' size: the hires pass's, else width x height.")
+    output_height: int
     parent: int | None
     mode: str = Field(..., description="How a regeneration was made from its parent (blank for a new run).")
+    source_candidate: int | None = Field(..., description="Mode upscale: the candidate whose image is enlarged.")
     prompt_warning: str
     prompt_note: str
     queued_at: datetime

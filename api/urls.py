@@ -23,6 +23,7 @@ urlpatterns = [
     path("sdapi/v1/progress", a1111.progress, name="a1111_progress"),
     path("sdapi/v1/interrupt", a1111.interrupt, name="a1111_interrupt"),
     path("sdapi/v1/samplers", a1111.samplers, name="a1111_samplers"),
+    path("sdapi/v1/upscalers", a1111.upscalers, name="a1111_upscalers"),
     re_path(r"^sdapi/", a1111.not_found),
     # OpenAI Images API (Open WebUI's OpenAI engine, the openai package)
     path("v1/images/generations", openai_images.image_generations, name="openai_image_generations"),

@@ -92,6 +92,10 @@ def article_wand(
     guidance: Any = None,
     requested_via: str = "",
     api_token: Any = None,
+    hires_scale: Any = None,
+    hires_upscaler: Any = None,
+    hires_steps: Any = None,
+    hires_denoise: Any = None,
 ) -> GenerationRun:
     """Queue a hero run for ``article``; a given ``prompt`` is used as typed, the rest of the
     Magic Wand (preset, series seed) still applies. Bad input raises ``ValidationError`` naming
@@ -116,6 +120,10 @@ def article_wand(
         height=height,
         steps=steps,
         guidance=guidance,
+        hires_scale=hires_scale,
+        hires_upscaler=hires_upscaler,
+        hires_steps=hires_steps,
+        hires_denoise=hires_denoise,
         prompt_source=source,
         prompt_template=template,
         prompt_note=note,

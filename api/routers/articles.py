@@ -51,7 +51,7 @@ def run_create(request: HttpRequest, slug: str, payload: RunIn) -> Status[dict[s
             requested_by=request.user,
             requested_via=RequestedVia.API,
             api_token=getattr(request, "auth", None),
-            **payload.model_dump(),
+            **payload.model_dump(exclude_none=True),  # left out: the Magic Wand's (the preset's) values
         )
     except QueueLimitReached as exc:
         raise from_validation_error(exc, status=429) from None

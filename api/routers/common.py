@@ -77,6 +77,7 @@ def run_json(request: HttpRequest, run: GenerationRun) -> dict[str, Any]:
         }
         for c in run.candidates.order_by("index")
     ]
+    output_width, output_height = run.output_size
     return {
         "id": run.pk,
         "article": run.article.slug if run.article else None,  # None: an image-API run in the Inbox
@@ -95,8 +96,15 @@ def run_json(request: HttpRequest, run: GenerationRun) -> dict[str, Any]:
         "height": run.height,
         "steps": run.steps,
         "guidance": run.guidance,
+        "hires_scale": run.hires_scale,
+        "hires_upscaler": run.hires_upscaler,
+        "hires_steps": run.hires_steps,
+        "hires_denoise": run.hires_denoise,
+        "output_width": output_width,
+        "output_height": output_height,
         "parent": run.parent_id,
         "mode": run.regenerate_mode,
+        "source_candidate": run.source_candidate_id,
         "prompt_warning": run.prompt_warning,
         "prompt_note": run.prompt_note,
         "queued_at": run.queued_at,

@@ -22,8 +22,11 @@ MODES = {
     "exact": RegenerateMode.EXACT,
     "seed": RegenerateMode.SEED,
     "variations": RegenerateMode.VARIATIONS,
+    "upscale": RegenerateMode.UPSCALE,
 }
-NEEDS_CANDIDATE = ("same_seed", "variations")
+NEEDS_CANDIDATE = ("same_seed", "variations", "upscale")
+# Make hero size keeps the candidate's composition: its run's recipe, seed and one candidate.
+UPSCALE_FIELDS = {"mode", "candidate", "hires_scale", "hires_upscaler", "hires_steps", "hires_denoise"}
 
 
 def _run(pk: int) -> GenerationRun:
@@ -55,6 +58,19 @@ def _candidate_of(run: GenerationRun, payload: RegenerateIn) -> Candidate | None
     return candidate
 
 
+def _refuse_recipe_fields(payload: RegenerateIn) -> None:
+    """Mode upscale would ignore a recipe field (the service keeps the source's): say so instead."""
+    given = sorted(payload.model_dump(exclude_none=True).keys() - UPSCALE_FIELDS)
+    if given:
+        raise ApiError.from_messages(
+            400,
+            {
+                field: ["mode upscale enlarges the candidate as it is; only candidate and hires_* may be given."]
+                for field in given
+            },
+        )
+
+
 def _preset(slug: str | None) -> StylePreset | None:
     if not slug:
         return None
@@ -69,6 +85,8 @@ def run_regenerate_view(request: HttpRequest, pk: int, payload: RegenerateIn) ->
     """A new run from this one (its ``parent``); recipe fields left out keep this run's values."""
     run = _run(pk)
     candidate = _candidate_of(run, payload)
+    if payload.mode == "upscale":
+        _refuse_recipe_fields(payload)
     values = payload.model_dump(exclude={"mode", "candidate", "strength", "preset"})
     try:
         new_run = run_regenerate(

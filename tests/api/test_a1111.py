@@ -25,6 +25,7 @@ ENDPOINTS = [
     ("post", "/sdapi/v1/options"),
     ("get", "/sdapi/v1/sd-models"),
     ("get", "/sdapi/v1/samplers"),
+    ("get", "/sdapi/v1/upscalers"),
     ("get", "/sdapi/v1/progress"),
     ("post", "/sdapi/v1/interrupt"),
     ("post", "/sdapi/v1/txt2img"),
@@ -127,14 +128,114 @@ def test_a_bearer_token_works_too_and_a_token_of_a_looker_is_a_403(token: str) -
         ({"sampler_name": 5}, "sampler_name"),
         ({"override_settings": "tiny-sd"}, "override_settings"),
         ({"override_settings": {"sd_model_checkpoint": "sd-9000"}}, "override_settings.sd_model_checkpoint"),
+        ({"enable_hr": "yes"}, "enable_hr"),
+        ({"enable_hr": True, "hr_scale": 9}, "hr_scale"),
+        ({"enable_hr": True, "hr_scale": "big"}, "hr_scale"),
+        ({"enable_hr": True, "hr_upscaler": "Latent"}, "hr_upscaler"),  # no latent upscaling here
+        ({"enable_hr": True, "hr_upscaler": 4}, "hr_upscaler"),
+        ({"enable_hr": True, "hr_second_pass_steps": -1}, "hr_second_pass_steps"),
+        ({"enable_hr": True, "hr_second_pass_steps": 1_000_000}, "hr_second_pass_steps"),
+        ({"enable_hr": True, "denoising_strength": 0}, "denoising_strength"),
+        ({"enable_hr": True, "denoising_strength": 1.5}, "denoising_strength"),
+        ({"enable_hr": True, "hr_resize_x": -5}, "hr_resize_x"),
+        ({"enable_hr": True, "hr_resize_y": 100_000}, "hr_scale"),  # the scale it derives is out of range
     ],
 )
-def test_an_invalid_txt2img_field_is_a_422_naming_it_and_queues_nothing(token: str, fields: dict, named: str) -> None:
+def test_an_invalid_txt2img_field_is_a_422_naming_it_and_queues_nothing(
+    token: str, fields: dict, named: str, settings
+) -> None:
+    settings.HOFFDESK_IMAGE_API_WAIT = 0  # a request wrongly accepted fails at once (504), not after the wait
     body = {"prompt": "a lighthouse", **TINY, **fields}
     response = call("post", "/sdapi/v1/txt2img", body, auth=basic(token))
     assert_a1111_error(response, 422, named)
     assert response.json()["body"] == body
     assert not GenerationRun.objects.exists() and not OrmQ.objects.exists()
+
+
+def queued_run(token: str, fields: dict[str, Any], settings: Any) -> GenerationRun:
+    """txt2img with no worker and no wait: the 504 names the run it queued."""
+    settings.HOFFDESK_IMAGE_API_WAIT = 0
+    response = call("post", "/sdapi/v1/txt2img", {"prompt": "a lighthouse", **TINY, **fields}, auth=basic(token))
+    assert response.status_code == 504, response.content
+    return GenerationRun.objects.get(pk=response.json()["run_id"])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("fields", "hires"),
+    [
+        (
+            {
+                "enable_hr": True,
+                "hr_scale": 2,
+                "hr_upscaler": "Lanczos",
+                "hr_second_pass_steps": 1,
+                "denoising_strength": 0.4,
+            },
+            (2.0, "lanczos", 1, 0.4),
+        ),
+        # AUTOMATIC1111's defaults: x2, its "None" upscaler is a plain resize (Lanczos here), 0 second
+        # pass steps means as many as the first pass, denoising strength 0.75.
+        ({"enable_hr": True, "hr_upscaler": "None", "hr_second_pass_steps": 0}, (2.0, "lanczos", 2, 0.75)),
+        ({"enable_hr": True, "hr_upscaler": ""}, (2.0, "lanczos", 2, 0.75)),
+        ({"enable_hr": True, "hr_upscaler": None, "hr_scale": 1.5}, (1.5, "lanczos", 2, 0.75)),
+        # A target size instead of a scale: the scale that reaches it (both given: covers both).
+        ({"enable_hr": True, "hr_resize_x": 96, "hr_scale": 4}, (1.5, "lanczos", 2, 0.75)),
+        ({"enable_hr": True, "hr_resize_y": 128}, (2.0, "lanczos", 2, 0.75)),
+        ({"enable_hr": True, "hr_resize_x": 96, "hr_resize_y": 160}, (2.5, "lanczos", 2, 0.75)),
+        # enable_hr false (or left out) ignores the hires fields, as AUTOMATIC1111 does.
+        ({"enable_hr": False, "hr_scale": 9, "hr_upscaler": "Latent", "denoising_strength": 7}, None),
+        ({"hr_scale": 2, "denoising_strength": 0.7, "hr_second_pass_steps": 3}, None),
+    ],
+)
+def test_automatic1111s_hires_fields_map_onto_the_hires_pass(token: str, settings, fields, hires) -> None:  # type: ignore[no-untyped-def]
+    run = queued_run(token, fields, settings)
+    assert (run.width, run.height, run.steps) == (64, 64, 2)
+    if hires is None:
+        assert not run.has_hires and run.output_size == (64, 64) and run.progress_total == 2
+    else:
+        assert (run.hires_scale, run.hires_upscaler, run.hires_steps, run.hires_denoise) == hires
+        assert run.progress_total == 2 + hires[2]
+
+
+@pytest.mark.django_db
+def test_hr_upscaler_names_an_upscaler_file_a_gpu_worker_reports(token: str, settings) -> None:
+    from django.utils import timezone
+
+    from generation.models import WorkerHeartbeat
+
+    fields = {"enable_hr": True, "hr_upscaler": "4x-TinyESRGAN"}
+    settings.HOFFDESK_IMAGE_API_WAIT = 0
+    refused = call("post", "/sdapi/v1/txt2img", {"prompt": "a lighthouse", **TINY, **fields}, auth=basic(token))
+    assert "4x-TinyESRGAN" in assert_a1111_error(refused, 422, "hr_upscaler")["detail"]
+    WorkerHeartbeat.objects.create(
+        worker="gpu-box:1", cluster=str(settings.Q_CLUSTER["name"]), seen_at=timezone.now(),
+        profiles={"tiny-sd": "tiny-sd"}, upscalers=["4x-TinyESRGAN"],
+    )  # fmt: skip
+    assert queued_run(token, fields, settings).hires_upscaler == "4x-TinyESRGAN"
+
+
+@pytest.mark.django_db
+def test_upscalers_lists_lanczos_and_the_workers_files_in_automatic1111s_shape(token: str, settings) -> None:
+    from django.utils import timezone
+
+    from generation.models import WorkerHeartbeat
+
+    shape = {"name", "model_name", "model_path", "model_url", "scale"}
+    alone = call("get", "/sdapi/v1/upscalers", auth=basic(token))
+    assert alone.status_code == 200, alone.content
+    assert alone.json() == [{"name": "Lanczos", "model_name": None, "model_path": None, "model_url": None, "scale": 4}]
+
+    WorkerHeartbeat.objects.create(
+        worker="gpu-box:1", cluster=str(settings.Q_CLUSTER["name"]), seen_at=timezone.now(),
+        profiles={"tiny-sd": "tiny-sd"}, upscalers=["RealESRGAN_x4plus", "2x-Tiny"],
+    )  # fmt: skip
+    response = call("get", "/sdapi/v1/upscalers", auth=basic(token))
+    listed = response.json()
+    assert [u["name"] for u in listed] == ["Lanczos", "2x-Tiny", "RealESRGAN_x4plus"]
+    assert all(set(u) == shape and u["model_path"] is None for u in listed), listed
+    assert {u["name"]: u["scale"] for u in listed} == {"Lanczos": 4, "2x-Tiny": 2, "RealESRGAN_x4plus": 4}
+    assert str(settings.HOFFDESK_MODELS_DIR) not in response.content.decode()
 
 
 @pytest.mark.django_db
@@ -266,6 +367,25 @@ def test_subseed_strength_makes_a_near_variation_of_the_seed(sdapi, start_worker
     info = json.loads(varied_response["info"])
     assert (info["seed"], info["subseed"], info["subseed_strength"]) == (1234, 77, 0.3)
     assert 0 < mean_difference(varied, plain) < mean_difference(other, plain)
+
+
+@pytest.mark.worker
+@pytest.mark.slow
+def test_enable_hr_makes_the_hires_pass_and_info_carries_its_keys(sdapi, start_worker) -> None:
+    worker = start_worker()
+    hires = {"enable_hr": True, "hr_scale": 2, "hr_upscaler": "Lanczos", "hr_second_pass_steps": 1,
+             "denoising_strength": 0.4}  # fmt: skip
+    response = sdapi("POST", "txt2img", json={"prompt": "a lighthouse", "seed": 9, **TINY, **hires}, timeout=180)
+    assert response.status_code == 200, (response.text, worker.output()[-3000:])
+    body = response.json()
+    assert decode(body["images"][0]).size == (128, 128)
+    assert body["parameters"]["enable_hr"] is True
+    info = json.loads(body["info"])
+    assert (info["width"], info["height"], info["denoising_strength"]) == (64, 64, 0.4)  # the first pass's size
+    extra = info["extra_generation_params"]
+    assert (extra["Hires upscale"], extra["Hires steps"], extra["Hires upscaler"]) == (2, 1, "Lanczos")
+    for key in ("Denoising strength: 0.4", "Hires upscale: 2", "Hires steps: 1", "Hires upscaler: Lanczos"):
+        assert key in info["infotexts"][0], info["infotexts"][0]
 
 
 @pytest.mark.worker

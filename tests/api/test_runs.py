@@ -216,3 +216,135 @@ def test_regenerate_with_an_out_of_range_count_answers_400_naming_it(api, articl
     }
     assert_error(api.post(f"/api/v1/runs/{candidate.run_id}/regenerate", payload), 400, "count")
     assert queued() == before
+
+
+# --- the hires pass and Make hero size (issue 16) ------------------------------------------------
+
+HIRES = {"hires_scale": 2, "hires_upscaler": "lanczos", "hires_steps": 1, "hires_denoise": 0.4}
+
+
+def test_a_run_with_a_hires_pass_reports_it_and_its_output_size(api, article) -> None:
+    response = api.post(f"/api/v1/articles/{article.slug}/runs", {"prompt": "A red fox", **SMALL, **HIRES})
+    assert response.status_code == 202, response.content
+    body = response.json()
+    run = GenerationRun.objects.get()
+    assert (run.hires_scale, run.hires_upscaler, run.hires_steps, run.hires_denoise) == (2.0, "lanczos", 1, 0.4)
+    assert {field: body[field] for field in HIRES} == {**HIRES, "hires_scale": 2.0}
+    assert (body["width"], body["height"]) == (64, 64)  # the first pass
+    assert (body["output_width"], body["output_height"]) == (128, 128) == run.output_size
+    assert body["source_candidate"] is None
+    assert body["progress"] == {"step": 0, "total": 2 + 1}  # both passes
+    assert queued() == (1, 1)
+
+
+def test_hires_scale_0_turns_the_presets_hires_pass_off(api) -> None:
+    from gallery.models import Article
+
+    tip = Article.objects.create(slug="a-quick-tip", title="A quick tip", content_type="quick_tip")
+    with_preset = api.post(f"/api/v1/articles/{tip.slug}/runs", {"count": 1}).json()
+    assert with_preset["model"] == "sdxl-turbo" and with_preset["hires_scale"] == 1.4, with_preset
+    assert (with_preset["output_width"], with_preset["output_height"]) == (1272, 672)
+
+    off = api.post(f"/api/v1/articles/{tip.slug}/runs", {"count": 1, "hires_scale": 0}).json()
+    assert off["hires_scale"] is None and off["hires_steps"] is None and off["hires_denoise"] is None
+    assert (off["output_width"], off["output_height"]) == (off["width"], off["height"]) == (912, 480)
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"hires_scale": 9}, "hires_scale"),
+        ({"hires_scale": 0.5}, "hires_scale"),
+        ({"hires_scale": -1}, "hires_scale"),
+        ({"hires_scale": "big"}, "hires_scale"),
+        ({"width": 1024, "height": 1024, "hires_scale": 4}, "hires_scale"),  # past the hires pass's size limit
+        ({"hires_scale": 2, "hires_steps": 0}, "hires_steps"),
+        ({"hires_scale": 2, "hires_steps": 1_000_000}, "hires_steps"),
+        ({"hires_scale": 2, "hires_steps": 1.5}, "hires_steps"),
+        ({"hires_scale": 2, "hires_denoise": 0}, "hires_denoise"),
+        ({"hires_scale": 2, "hires_denoise": 1.5}, "hires_denoise"),
+        ({"hires_scale": 2, "hires_upscaler": "4x-NoSuchModel"}, "hires_upscaler"),
+        ({"hires_scale": 2, "hires_upscaler": 4}, "hires_upscaler"),
+        ({"hires_scale": 2, "hires_upscaler": "u" * 100_000}, "hires_upscaler"),
+    ],
+)
+def test_every_invalid_hires_field_answers_400_naming_it_and_queues_nothing(api, article, payload, field) -> None:
+    valid = {"model": "tiny-sd", "width": 64, "height": 64}
+    error = assert_error(api.post(f"/api/v1/articles/{article.slug}/runs", {**valid, **payload}), 400, field)
+    assert "Extra inputs" not in error["detail"]  # the field is known, its value refused
+    assert queued() == (0, 0)
+
+
+def test_every_regenerate_mode_of_the_service_has_an_api_name() -> None:
+    from typing import get_args
+
+    from api.routers.runs import MODES
+    from api.schemas import REGENERATE_MODES
+
+    assert set(MODES.values()) == set(RegenerateMode)
+    assert set(get_args(REGENERATE_MODES)) == set(MODES)
+
+
+def test_regenerate_upscale_makes_one_hero_size_candidate_from_a_small_one_with_its_seed(api, article) -> None:
+    candidate = seeded_candidate(article, size=(512, 512), seed=42)
+    payload = {"mode": "upscale", "candidate": candidate.pk}
+    response = api.post(f"/api/v1/runs/{candidate.run_id}/regenerate", payload)
+    assert response.status_code == 202, response.content
+    body = response.json()
+    run = GenerationRun.objects.get(pk=body["id"])
+    assert body["mode"] == "upscale" == run.regenerate_mode and body["parent"] == candidate.run_id
+    assert body["source_candidate"] == candidate.pk == run.source_candidate_id
+    assert (body["seed"], body["count"], body["model"]) == (42, 1, "tiny-sd")
+    assert (body["width"], body["height"]) == (512, 512) and body["hires_scale"] > 1
+    assert body["output_width"] >= 1216 and body["output_height"] >= 640
+    assert body["progress"]["total"] == body["hires_steps"]  # the hires pass alone
+    assert OrmQ.objects.count() == 1
+
+    chosen = {"mode": "upscale", "candidate": candidate.pk, "hires_scale": 3, "hires_steps": 2, "hires_denoise": 0.3}
+    body = api.post(f"/api/v1/runs/{candidate.run_id}/regenerate", chosen).json()
+    assert (body["hires_scale"], body["hires_steps"], body["hires_denoise"]) == (3.0, 2, 0.3)
+    assert (body["output_width"], body["output_height"]) == (1536, 1536)
+
+
+def test_regenerate_in_another_mode_may_add_a_hires_pass(api, article) -> None:
+    candidate = seeded_candidate(article)
+    payload = {"mode": "same_seed", "candidate": candidate.pk, "hires_scale": 2, "hires_steps": 1}
+    body = api.post(f"/api/v1/runs/{candidate.run_id}/regenerate", payload).json()
+    assert (body["hires_scale"], body["hires_steps"], body["output_width"], body["output_height"]) == (2.0, 1, 128, 128)
+    assert body["source_candidate"] is None and body["seed"] == 7
+
+
+@pytest.mark.parametrize(
+    ("size", "payload", "field"),
+    [
+        ((64, 64), {}, "mode"),  # even x4 stays below the hero's size: the message says what to do
+        ((512, 512), {"candidate": None}, "candidate"),
+        ((512, 512), {"prompt": "Now in blue"}, "prompt"),  # upscale keeps the composition
+        ((512, 512), {"count": 4}, "count"),
+        ((512, 512), {"model": "tiny-sdxl"}, "model"),
+        ((512, 512), {"strength": 0.2}, "strength"),
+        ((512, 512), {"hires_scale": 9}, "hires_scale"),
+        ((512, 512), {"hires_scale": 0}, "hires_scale"),
+        ((512, 512), {"hires_denoise": 2.0}, "hires_denoise"),
+        ((512, 512), {"hires_steps": 0}, "hires_steps"),
+        ((512, 512), {"hires_upscaler": "4x-NoSuchModel"}, "hires_upscaler"),
+    ],
+)
+def test_an_invalid_upscale_answers_400_naming_the_field_and_queues_nothing(api, article, size, payload, field) -> None:
+    candidate = seeded_candidate(article, size=size)
+    body = {"mode": "upscale", "candidate": candidate.pk, **payload}
+    if body["candidate"] is None:
+        del body["candidate"]
+    error = assert_error(api.post(f"/api/v1/runs/{candidate.run_id}/regenerate", body), 400, field)
+    assert "Extra inputs" not in error["detail"] and "Input should be 'new_seeds'" not in error["detail"]
+    if field == "mode":
+        assert "below the hero" in error["detail"], error
+    assert queued() == (1, 0)  # only the seeded run
+
+
+def test_get_run_reports_no_hires_pass_as_nulls_and_the_first_pass_size(api, article) -> None:
+    candidate = seeded_candidate(article)
+    body = api.get(f"/api/v1/runs/{candidate.run_id}").json()
+    assert {f: body[f] for f in HIRES} == {"hires_scale": None, "hires_upscaler": "", "hires_steps": None,
+                                            "hires_denoise": None}  # fmt: skip
+    assert (body["output_width"], body["output_height"], body["source_candidate"]) == (64, 64, None)
