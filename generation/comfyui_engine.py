@@ -22,7 +22,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -30,32 +29,13 @@ from django.db import DatabaseError
 
 from generation.comfyui import Cancelled, ComfyUIClient, ComfyUIError, new_prompt_id
 from generation.models import GenerationRun
+from generation.results import GeneratedImage, GenerationResult
 from generation.workflows import graph_for_recipe, read_values
 
 logger = logging.getLogger(__name__)
 
 # What the ``parameters`` chunk says made the image (no torch here to ask for versions).
 HOFFDESK_VERSION = "0.1.0"
-
-
-@dataclass(frozen=True)
-class ComfyImage:
-    """One candidate as ComfyUI saved it, with our recipe chunk added (the fields the worker's
-    ``_record_candidates`` reads, as for a diffusers image)."""
-
-    index: int
-    seed: int
-    png: bytes
-    sha256: str
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class ComfyResult:
-    images: list[ComfyImage]
-    load_seconds: float
-    inference_seconds: float
 
 
 class _Progress:
@@ -107,7 +87,7 @@ class _Progress:
 AddRecipe = Callable[[bytes, dict[str, Any]], tuple[bytes, int, int]]
 
 
-def comfyui_generate(run: GenerationRun, add_recipe: AddRecipe) -> ComfyResult:
+def comfyui_generate(run: GenerationRun, add_recipe: AddRecipe) -> GenerationResult:
     """Make ``run``'s candidates on the ComfyUI server, one prompt per seed; the run must be
     claimed by this attempt. Raises ``comfyui.Cancelled`` when the run is no longer wanted,
     ``ConnectionLost`` when the server went away, and other ``ComfyUIError``s (a rejected graph, a
@@ -139,7 +119,7 @@ def comfyui_generate(run: GenerationRun, add_recipe: AddRecipe) -> ComfyResult:
     finally:
         if unfinished:
             comfyui_let_go(unfinished, client=client)
-    return ComfyResult(images=images, load_seconds=0.0, inference_seconds=time.monotonic() - started)
+    return GenerationResult(images=images, load_seconds=0.0, inference_seconds=time.monotonic() - started)
 
 
 def comfyui_let_go(prompt_ids: list[str], *, client: ComfyUIClient | None = None) -> None:
@@ -179,13 +159,13 @@ def _graph(run: GenerationRun, seed: int) -> dict[str, Any]:
 
 def _candidate(
     run: GenerationRun, prompt: dict[str, Any], files: list[tuple[str, bytes]], add_recipe: AddRecipe
-) -> ComfyImage:
+) -> GeneratedImage:
     """The first image ComfyUI saved for this prompt, with our recipe chunks added beside its
     own ``prompt`` and ``workflow`` chunks (so the file still opens in ComfyUI)."""
     if not files:
         raise ComfyUIError(f"the workflow saved no image for candidate {prompt['index']} (it needs a SaveImage node)")
     png, width, height = add_recipe(files[0][1], _recipe(run, prompt))
-    return ComfyImage(
+    return GeneratedImage(
         index=int(prompt["index"]),
         seed=int(prompt["seed"]),
         png=png,

@@ -27,13 +27,12 @@ from generation.recovery import (
     runs_requeue_lost,
     timed_out_message,
 )
+from generation.results import GeneratedImage, GenerationResult
 from generation.services import run_cancel_and_discard, run_discard_files
 from generation.thumbnails import thumbnails_ensure_batch
 from generation.validation import engine_limits_problem
 
 if TYPE_CHECKING:
-    from generation.comfyui_engine import ComfyImage, ComfyResult
-    from generation.engine.generate import GeneratedImage, GenerationResult
     from generation.engine.loader import PipelineCache
 
 logger = logging.getLogger(__name__)
@@ -500,7 +499,7 @@ def _enlargement_sources(run: GenerationRun) -> list[bytes] | None:
         return [fh.read()] * len(run.seeds)
 
 
-def _record_candidates(run: GenerationRun, result: GenerationResult | ComfyResult) -> str:
+def _record_candidates(run: GenerationRun, result: GenerationResult) -> str:
     """Write the files, then mark the run succeeded and create its rows in one transaction.
 
     File names carry the attempt (``candidate_file_name``): an attempt that lost its run (it was
@@ -545,7 +544,7 @@ def _record_candidates(run: GenerationRun, result: GenerationResult | ComfyResul
     return run.status
 
 
-def _make_thumbnails(run: GenerationRun, result: GenerationResult | ComfyResult) -> None:
+def _make_thumbnails(run: GenerationRun, result: GenerationResult) -> None:
     """The grid's WebP thumbnails of a run that succeeded, made before the worker takes its next task.
 
     After the commit, not before: the editor sees the candidates as soon as they exist (making
@@ -565,7 +564,7 @@ def _make_thumbnails(run: GenerationRun, result: GenerationResult | ComfyResult)
 COMMIT_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 
 
-def _commit_success(run: GenerationRun, result: GenerationResult | ComfyResult, names: list[str]) -> bool:
+def _commit_success(run: GenerationRun, result: GenerationResult, names: list[str]) -> bool:
     """Mark the run succeeded and create its rows in one transaction; True when this attempt won.
 
     A connection lost during the transaction is retried on a new connection. The claim-like
@@ -576,7 +575,7 @@ def _commit_success(run: GenerationRun, result: GenerationResult | ComfyResult, 
     if run.variation_seeds:
         variation_seeds = list(run.variation_seeds)
     attempt = run.attempts
-    images: list[GeneratedImage | ComfyImage] = list(result.images)
+    images: list[GeneratedImage] = list(result.images)
     for delay in (*COMMIT_RETRY_DELAYS, None):
         try:
             with transaction.atomic():

@@ -24,6 +24,7 @@ from generation.engine import upscale
 from generation.engine.loader import EngineError, PipelineCache, free_memory
 from generation.engine.metadata import comfyui_workflow, encode_png, hires_size
 from generation.profiles import COMFYUI_CHECKPOINTS, ModelProfile
+from generation.results import GeneratedImage, GenerationResult
 
 HOFFDESK_VERSION = "0.1.0"
 
@@ -108,23 +109,6 @@ class Recipe:
     def has_variation(self) -> bool:
         """Whether the start noise is mixed with subseeds' (else the pipeline draws it, as ever)."""
         return self.subseeds is not None and self.subseed_strength > 0
-
-
-@dataclass(frozen=True)
-class GeneratedImage:
-    index: int
-    seed: int
-    png: bytes
-    sha256: str
-    width: int
-    height: int
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    images: list[GeneratedImage]
-    load_seconds: float
-    inference_seconds: float
 
 
 def image_recipe(profile: ModelProfile, recipe: Recipe, pipe: Any, index: int) -> dict[str, Any]:
