@@ -13,6 +13,13 @@ from generation.models import Candidate, ComfyWorkflow, GenerationRun, StylePres
 from generation.workflows import WorkflowError, load_workflow, mapping_problems, propose_mapping
 
 
+class BlankWhenEmptyJSONField(forms.JSONField):
+    """A JSON text box that shows nothing, not ``null``, when there is no value yet."""
+
+    def prepare_value(self, value: Any) -> Any:
+        return "" if value is None else super().prepare_value(value)
+
+
 class ComfyWorkflowForm(forms.ModelForm):
     """An API-format workflow from an upload (JSON, or a PNG ComfyUI saved) or pasted as JSON; a
     blank mapping is proposed from the common node types. Nothing that cannot run is saved: the
@@ -23,8 +30,8 @@ class ComfyWorkflowForm(forms.ModelForm):
         help_text="A workflow exported from ComfyUI in API format (.json), or a PNG ComfyUI saved. "
         "Replaces the graph below.",
     )
-    graph = forms.JSONField(required=False, help_text="The API-format graph (node id -> {class_type, inputs}).")
-    mapping = forms.JSONField(
+    graph = BlankWhenEmptyJSONField(required=False, help_text="The API-format graph (node id -> {class_type, inputs}).")
+    mapping = BlankWhenEmptyJSONField(
         required=False,
         help_text='Recipe field -> [node id, input name], e.g. {"seed": ["5", "seed"]}. Blank: proposed.',
     )

@@ -108,3 +108,9 @@ def test_a_preset_offers_the_workflows_in_its_admin_form(admin_client) -> None:
     ComfyWorkflow.objects.create(name="sd15", graph=GRAPH, mapping=propose_mapping(GRAPH))
     response = admin_client.get("/admin/generation/stylepreset/add/")
     assert b'name="comfy_workflow"' in response.content and b"sd15 v1" in response.content
+
+
+def test_the_empty_add_form_shows_blank_boxes_not_null(admin_client) -> None:
+    html = admin_client.get(ADD).content.decode()
+    assert 'name="graph"' in html and 'name="mapping"' in html
+    assert ">null</textarea>" not in html and ">\nnull</textarea>" not in html
