@@ -211,3 +211,30 @@ LOADED_PIXEL_WIDTH_JS = """async img => {
     await probe.decode();
     return [probe.naturalWidth, img.getBoundingClientRect().width, img.currentSrc];
 }"""
+
+
+# The rows the data migrations write (presets, the hero template, the editors/admins groups):
+# a transactional test's flush deletes them, so a transactional test that needs them asks for
+# them again. Re-running the migrations' own functions keeps one source of truth; each is
+# idempotent (get_or_create, or an update of what is there).
+DATA_MIGRATIONS = [
+    ("generation.migrations.0002_default_presets", "add_defaults"),
+    ("generation.migrations.0008_owner_presets", "add_owner_presets"),
+    ("generation.migrations.0013_presets_end_at_hero_size", "turbo_presets_to_hero_size"),
+    ("gallery.migrations.0003_editor_groups", "create_groups"),
+]
+
+
+@pytest.fixture
+def migration_data(transactional_db: None) -> None:
+    """The data migrations' rows, back after earlier transactional tests flushed them (use
+    instead of ``serialized_rollback``, whose reload collides with the content types a flush's
+    post_migrate made again)."""
+    import importlib
+    from types import SimpleNamespace
+
+    from django.apps import apps
+
+    schema_editor = SimpleNamespace(connection=connection)  # all the functions read of it
+    for module, function in DATA_MIGRATIONS:
+        getattr(importlib.import_module(module), function)(apps, schema_editor)

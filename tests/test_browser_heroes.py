@@ -22,12 +22,13 @@ from tests.conftest import make_user, wait_finished
 from tests.gallery.test_publishing import empty_publish_folder  # noqa: F401
 from tests.test_browser_review import log_in, tile
 
-# serialized_rollback: the presets the data migrations made (hires pass included) come back
+# migration_data: the presets the data migrations made (hires pass included) come back
 # after an earlier transactional test's flush.
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.worker,
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("migration_data"),
 ]
 
 

@@ -23,7 +23,7 @@ from generation.models import Candidate, GenerationRun, RegenerateMode
 from generation.services import run_regenerate, run_submit
 from tests.gallery.test_publishing import empty_publish_folder, published_files  # noqa: F401
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True), pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("migration_data"), pytest.mark.slow]
 
 
 def made(run: GenerationRun) -> GenerationRun:

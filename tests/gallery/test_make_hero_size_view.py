@@ -19,10 +19,10 @@ def small(article, editor, size: tuple[int, int] = (512, 512)) -> Candidate:  # 
     return Candidate.objects.select_related("run").get(pk=candidate.pk)
 
 
-@pytest.mark.parametrize("page", ["gallery:candidate_publish", "gallery:candidate_detail"])
-def test_a_small_candidate_is_offered_make_hero_size(editor_client, editor, article, page) -> None:
+@pytest.mark.parametrize("url_name", ["gallery:candidate_publish", "gallery:candidate_detail"])
+def test_a_small_candidate_is_offered_make_hero_size(editor_client, editor, article, url_name) -> None:
     candidate = small(article, editor)
-    html = editor_client.get(reverse(page, args=[candidate.pk])).content.decode()
+    html = editor_client.get(reverse(url_name, args=[candidate.pk])).content.decode()
     assert 'data-testid="make-hero-size"' in html and "This image is 512x512" in html
     assert 'name="mode" value="upscale"' in html and "Make hero size</button>" in html
 

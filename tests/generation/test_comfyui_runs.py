@@ -27,7 +27,7 @@ from generation.services import run_cancel, run_submit
 from generation.workflows import propose_mapping
 from tests.comfyui_server import ComfyUITarget, sd15_workflow
 
-pytestmark = [pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("migration_data")]
 
 
 def comfy_preset(checkpoint: str, slug: str = "comfy-sd15") -> StylePreset:

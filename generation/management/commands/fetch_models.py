@@ -163,9 +163,10 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"{upscaler.name}: ready at {target}"))
 
     def _stream(self, url: str, filename: str, fh: Any) -> tuple[str, int]:
-        """Copy ``url`` into ``fh`` with a progress bar (huggingface_hub's, as the profile
-        downloads show); the sha256 and length of what arrived, or ``CommandError`` saying why."""
-        from huggingface_hub.utils import tqdm
+        """Copy ``url`` into ``fh`` with a progress bar (plain tqdm, the bar the profile downloads
+        show: huggingface_hub's wrapper is switched off process-wide once anything disables hub
+        progress bars); the sha256 and length of what arrived, or ``CommandError`` saying why."""
+        from tqdm import tqdm
 
         digest = hashlib.sha256()
         written = 0
@@ -174,7 +175,9 @@ class Command(BaseCommand):
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() else None
                 # The raw stream: Django's OutputWrapper would end every \r update with a newline.
-                with tqdm(total=total, unit="B", unit_scale=True, desc=filename, file=self.stderr._out) as bar:
+                with tqdm(
+                    total=total, unit="B", unit_scale=True, desc=filename, file=self.stderr._out, disable=False
+                ) as bar:
                     while chunk := response.read(CHUNK):
                         fh.write(chunk)
                         digest.update(chunk)
