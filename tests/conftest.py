@@ -238,3 +238,18 @@ def migration_data(transactional_db: None) -> None:
     schema_editor = SimpleNamespace(connection=connection)  # all the functions read of it
     for module, function in DATA_MIGRATIONS:
         getattr(importlib.import_module(module), function)(apps, schema_editor)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The PostgreSQL pass (scripts/test-postgres.sh) is for what touches the database: a test
+    that uses none (the engine on tiny models, the planner, the ComfyUI protocol) proved all it
+    can on the SQLite pass, so it is skipped here instead of costing CI its time twice."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        return
+    database_fixtures = {"db", "transactional_db", "live_server", "django_db_setup"}
+    skip = pytest.mark.skip(reason="uses no database: proved on the SQLite pass")
+    for item in items:
+        if item.get_closest_marker("django_db") is None and not database_fixtures & set(
+            getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(skip)
