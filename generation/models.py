@@ -94,6 +94,11 @@ class StylePreset(models.Model):
         related_name="presets",
         help_text="Run on the ComfyUI server with this workflow instead of the diffusers worker.",
     )
+    drafts_by_default = models.BooleanField(
+        default=False,
+        help_text="The Magic Wand makes fast drafts (cache acceleration, fewer steps); an editor "
+        "presses Final render on the keeper.",
+    )
 
     AUTO = "auto"
 
@@ -151,6 +156,7 @@ class RegenerateMode(models.TextChoices):
     SEED = "seed", "Seed typed in"
     VARIATIONS = "variations", "Variations: this candidate's seed blended with new seeds"
     UPSCALE = "upscale", "Make hero size: this candidate enlarged by a hires pass, no new composition"
+    FINAL = "final", "Final render: this draft's seed and prompt at full quality, no cache"
 
     @property
     def short_label(self) -> str:
@@ -262,6 +268,15 @@ class GenerationRun(ConditionalTransitions):
         ComfyWorkflow, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
     )
     comfy_prompts = models.JSONField(default=list, blank=True)
+    # Draft mode (fast culling): a cache acceleration on the transformer and fewer steps. The
+    # recipe keeps the cache and its settings ({"kind": "FirstBlockCache", "threshold": 0.2});
+    # empty: a full-quality run. "Final render" re-runs a draft's seed and prompt without it.
+    draft = models.BooleanField(default=False)
+    draft_cache = models.JSONField(default=dict, blank=True)
+    # The memory plan the worker chose for this run on its card, in one line, and the peak
+    # GPU memory it reserved (torch.cuda.max_memory_reserved); blank/None on a CPU.
+    memory_plan = models.CharField(max_length=200, blank=True)
+    peak_vram_bytes = models.PositiveBigIntegerField(null=True, blank=True)
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     cancel_requested = models.BooleanField(default=False)
@@ -535,6 +550,8 @@ class Candidate(ConditionalTransitions):
     reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     reviewed_at = models.DateTimeField(null=True, blank=True)
     alt_text = models.TextField(blank=True)
+    # The editor's star rating, 0-5 (0: unrated), kept with its review events.
+    rating = models.PositiveSmallIntegerField(default=0)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -588,6 +605,7 @@ class ReviewEvent(models.Model):
         UNDO = "undo", "Undid the decision"
         HERO = "hero", "Made it the hero"
         FILE = "file", "Filed it to an article"
+        RATE = "rate", "Rated it"
 
     candidate = models.ForeignKey(Candidate, on_delete=models.CASCADE, related_name="events")
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
@@ -595,6 +613,10 @@ class ReviewEvent(models.Model):
     from_status = models.CharField(max_length=12, choices=Candidate.Review.choices)
     to_status = models.CharField(max_length=12, choices=Candidate.Review.choices)
     reason = models.TextField(blank=True)
+    # For RATE: the rating given (0-5); None for other actions.
+    rating = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The decisions made in one bulk request share it, so one Undo restores the whole batch.
+    batch = models.UUIDField(null=True, blank=True, db_index=True)
     at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -602,6 +624,25 @@ class ReviewEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} candidate {self.candidate_id}"
+
+
+class RunPreview(models.Model):
+    """The latest live preview of one candidate of a running run: a small image decoded cheaply
+    from the current latents. Written by the worker every few steps, read by the run card and
+    the AUTOMATIC1111 ``progress`` endpoint, deleted when the run ends (previews are not kept)."""
+
+    run = models.ForeignKey(GenerationRun, on_delete=models.CASCADE, related_name="previews")
+    index = models.PositiveSmallIntegerField()
+    step = models.PositiveIntegerField()
+    image = models.BinaryField(help_text="JPEG bytes, a few kB.")
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["run_id", "index"]
+        constraints = [models.UniqueConstraint(fields=["run", "index"], name="one_preview_per_candidate")]
+
+    def __str__(self) -> str:
+        return f"preview {self.index} of run {self.run_id} at step {self.step}"
 
 
 class WorkerHeartbeat(models.Model):
@@ -618,6 +659,11 @@ class WorkerHeartbeat(models.Model):
     profiles = models.JSONField(default=dict, blank=True)
     # The upscaler models in its models folder (file stems), for hires passes.
     upscalers = models.JSONField(default=list, blank=True)
+    # The profile whose pipeline it holds loaded now ("" none), and the one it is loading
+    # with when it started, so the banner can say "loading FLUX.1-dev (40 s)".
+    loaded_profile = models.CharField(max_length=40, blank=True)
+    loading_profile = models.CharField(max_length=40, blank=True)
+    loading_since = models.DateTimeField(null=True, blank=True)
 
     # A worker not seen for this long counts as gone (the dashboard's banner, the web's guess).
     SILENT_AFTER = timedelta(seconds=60)
