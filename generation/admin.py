@@ -10,7 +10,8 @@ from django.db.models import Max
 from django.http import HttpRequest
 
 from generation.models import Candidate, ComfyWorkflow, GenerationRun, StylePreset
-from generation.workflows import WorkflowError, load_workflow, mapping_problems, propose_mapping
+from generation.validation import comfyui_server_nodes
+from generation.workflows import WorkflowError, load_workflow, mapping_problems, propose_mapping, read_values
 
 
 class BlankWhenEmptyJSONField(forms.JSONField):
@@ -35,10 +36,27 @@ class ComfyWorkflowForm(forms.ModelForm):
         required=False,
         help_text='Recipe field -> [node id, input name], e.g. {"seed": ["5", "seed"]}. Blank: proposed.',
     )
+    checkpoint = forms.ChoiceField(required=False, choices=[("", "The workflow's own")])
 
     class Meta:
         model = ComfyWorkflow
-        fields = ["name", "upload", "graph", "mapping"]
+        fields = ["name", "upload", "graph", "mapping", "checkpoint"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The model files the ComfyUI server has (``/object_info``), asked once per form; None
+        # when there is no server to ask, and then the workflow's own checkpoint is kept as is.
+        nodes, problem = comfyui_server_nodes()
+        field = self.fields["checkpoint"]
+        if nodes is None:
+            self.offered: list[str] | None = None
+            field.help_text = f"{problem} The workflow's own checkpoint is kept."
+            return
+        from generation.comfyui import checkpoint_choices
+
+        self.offered = checkpoint_choices(nodes)
+        field.choices = [("", "The workflow's own"), *((name, name) for name in self.offered)]  # type: ignore[attr-defined]
+        field.help_text = "The model files the ComfyUI server has; the one picked replaces the workflow's."
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -69,9 +87,29 @@ class ComfyWorkflowForm(forms.ModelForm):
             proposed = "" if cleaned.get("mapping") else f" Proposed mapping: {json.dumps(mapping)}"
             self.add_error("mapping", [*problems, *([proposed.strip()] if proposed else [])])
             return cleaned
+        if not self._checkpoint_into(graph, mapping, cleaned.get("checkpoint") or ""):
+            return cleaned
         cleaned["graph"], cleaned["mapping"] = graph, mapping
         self.instance.graph, self.instance.mapping = graph, mapping
         return cleaned
+
+    def _checkpoint_into(self, graph: dict[str, Any], mapping: dict[str, Any], chosen: str) -> bool:
+        """Write the checkpoint picked into the input the mapping names; refuse (False, with the
+        error on the field) a workflow that loads a model file the reachable server lacks."""
+        target = mapping.get("checkpoint")
+        if chosen and target:
+            graph[target[0]]["inputs"][target[1]] = chosen
+        if self.offered is None or not target:
+            return True
+        current = read_values(graph, mapping).get("checkpoint")
+        if current in self.offered:
+            return True
+        self.add_error(
+            "checkpoint",
+            f"The ComfyUI server has no {current!r}, which the workflow loads; pick one it has: "
+            f"{', '.join(self.offered) or 'none'}.",
+        )
+        return False
 
 
 @admin.register(ComfyWorkflow)

@@ -188,12 +188,8 @@ class ComfyUIClient:
         return info
 
     def checkpoints(self) -> list[str]:
-        """The checkpoint names ``CheckpointLoaderSimple`` offers on this server."""
-        node = self.object_info("CheckpointLoaderSimple").get("CheckpointLoaderSimple", {})
-        spec = node.get("input", {}).get("required", {}).get("ckpt_name", [[]])
-        # Older nodes list the choices first; nodes on ComfyUI's v3 schema say ["COMBO", {"options": [...]}].
-        choices = spec[0] if isinstance(spec[0], list) else (spec[1].get("options", []) if len(spec) > 1 else [])
-        return [str(name) for name in choices]
+        """The model files this server's loader nodes offer (checkpoints, UNets)."""
+        return checkpoint_choices(self.object_info("CheckpointLoaderSimple"))
 
     def system_stats(self) -> dict[str, Any]:
         """Version, Python, devices and their memory (``GET /system_stats``)."""
@@ -428,3 +424,14 @@ class ComfyUIClient:
 def _id_key(node_id: str) -> tuple[int, str]:
     """Node ids are usually numbers in strings: sort "7" before "10"."""
     return (int(node_id), "") if node_id.isdigit() else (1 << 62, node_id)
+
+
+def checkpoint_choices(nodes: dict[str, Any]) -> list[str]:
+    """Every model file the loader nodes offer (checkpoints, UNets), from ``/object_info``."""
+    offered: list[str] = []
+    for node_type, field in (("CheckpointLoaderSimple", "ckpt_name"), ("UNETLoader", "unet_name")):
+        spec = nodes.get(node_type, {}).get("input", {}).get("required", {}).get(field) or [[]]
+        # Older nodes list the choices first; nodes on ComfyUI's v3 schema say ["COMBO", {"options": [...]}].
+        choices = spec[0] if isinstance(spec[0], list) else (spec[1].get("options", []) if len(spec) > 1 else [])
+        offered += [str(name) for name in choices if str(name) not in offered]
+    return offered

@@ -467,22 +467,12 @@ def comfyui_workflow_check(workflow: ComfyWorkflow) -> str:
     """Why the ComfyUI server cannot run ``workflow`` now, naming what is missing ("" when it
     can): no server configured, the server not answering, a node type or a checkpoint it lacks.
     Asked before queueing, so such a run is refused with the name rather than failing later."""
-    from generation.comfyui import ComfyUIClient, ComfyUIError
+    from generation.comfyui import checkpoint_choices
     from generation.workflows import read_values
 
-    client = ComfyUIClient.from_settings()
-    if client is None:
-        return (
-            f"The preset runs on the ComfyUI workflow {workflow}, but no ComfyUI server is configured "
-            "(set HOFFDESK_COMFYUI_URL)."
-        )
-    client.timeout = min(client.timeout, COMFYUI_CHECK_TIMEOUT)
-    try:
-        nodes = client.object_info()
-    except ComfyUIError as exc:
-        return f"The ComfyUI server is not reachable ({exc}); nothing was queued. Check that it runs."
-    except OSError as exc:
-        return f"The ComfyUI server is not reachable ({type(exc).__name__}); nothing was queued. Check that it runs."
+    nodes, problem = comfyui_server_nodes(f"The preset runs on the ComfyUI workflow {workflow}, but")
+    if nodes is None:
+        return f"{problem} Nothing was queued."
     missing = [
         f"{node.get('class_type')} (node {node_id})"
         for node_id, node in workflow.graph.items()
@@ -492,7 +482,7 @@ def comfyui_workflow_check(workflow: ComfyWorkflow) -> str:
         return f"The ComfyUI server has no node type {', '.join(missing)}, which workflow {workflow} uses."
     checkpoint = read_values(workflow.graph, workflow.mapping).get("checkpoint")
     if checkpoint:
-        offered = _checkpoint_choices(nodes)
+        offered = checkpoint_choices(nodes)
         if checkpoint not in offered:
             return (
                 f"The ComfyUI server has no checkpoint {checkpoint!r} that workflow {workflow} loads; "
@@ -501,12 +491,20 @@ def comfyui_workflow_check(workflow: ComfyWorkflow) -> str:
     return ""
 
 
-def _checkpoint_choices(nodes: dict[str, Any]) -> list[str]:
-    """Every model file the loader nodes offer (checkpoints, UNets), from ``/object_info``."""
-    offered: list[str] = []
-    for node_type, field in (("CheckpointLoaderSimple", "ckpt_name"), ("UNETLoader", "unet_name")):
-        spec = nodes.get(node_type, {}).get("input", {}).get("required", {}).get(field) or [[]]
-        # Older nodes list the choices first; nodes on ComfyUI's v3 schema say ["COMBO", {"options": [...]}].
-        choices = spec[0] if isinstance(spec[0], list) else (spec[1].get("options", []) if len(spec) > 1 else [])
-        offered += [str(name) for name in choices if str(name) not in offered]
-    return offered
+def comfyui_server_nodes(lead: str = "") -> tuple[dict[str, Any] | None, str]:
+    """The node types the configured ComfyUI server has (``/object_info``), asked with a short
+    timeout; or None and why not (no server configured, not reachable), ``lead`` starting it."""
+    from generation.comfyui import ComfyUIClient, ComfyUIError
+
+    client = ComfyUIClient.from_settings()
+    if client is None:
+        lead = f"{lead} no" if lead else "No"
+        return None, f"{lead} ComfyUI server is configured (set HOFFDESK_COMFYUI_URL)."
+    client.timeout = min(client.timeout, COMFYUI_CHECK_TIMEOUT)
+    try:
+        return client.object_info(), ""
+    except ComfyUIError as exc:
+        why = str(exc)
+    except OSError as exc:
+        why = type(exc).__name__
+    return None, f"The ComfyUI server is not reachable ({why}); check that it runs."

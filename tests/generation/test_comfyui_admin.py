@@ -114,3 +114,49 @@ def test_the_empty_add_form_shows_blank_boxes_not_null(admin_client) -> None:
     html = admin_client.get(ADD).content.decode()
     assert 'name="graph"' in html and 'name="mapping"' in html
     assert ">null</textarea>" not in html and ">\nnull</textarea>" not in html
+
+
+# --- the server's checkpoints offered in the form (issue 17, item 5) ------------------------------
+# These speak to the ComfyUI fixture: the stand-in server of tests/comfyui_server.py, which answers
+# /object_info in a real ComfyUI's shape, in place of a ComfyUI box on another machine (or the real
+# one at HOFFDESK_TEST_COMFYUI_URL).
+
+
+def test_the_workflow_form_offers_the_checkpoints_the_comfyui_server_has(admin_client, comfyui, settings) -> None:
+    settings.HOFFDESK_COMFYUI_URL = comfyui.url
+    html = admin_client.get(ADD).content.decode()
+    assert 'name="checkpoint"' in html
+    assert f'<option value="{comfyui.checkpoint}"' in html
+
+
+def test_a_checkpoint_chosen_in_the_form_is_written_into_the_graph_it_loads(admin_client, comfyui, settings) -> None:
+    settings.HOFFDESK_COMFYUI_URL = comfyui.url
+    graph = sd15_workflow("not-on-this-server.safetensors")
+    response = admin_client.post(
+        ADD, {"name": "sd15", "graph": json.dumps(graph), "mapping": "", "checkpoint": comfyui.checkpoint}
+    )
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert ComfyWorkflow.objects.get().graph["1"]["inputs"]["ckpt_name"] == comfyui.checkpoint
+
+
+def test_a_workflow_loading_a_checkpoint_the_server_lacks_is_refused_naming_both(
+    admin_client, comfyui, settings
+) -> None:
+    settings.HOFFDESK_COMFYUI_URL = comfyui.url
+    graph = sd15_workflow("not-on-this-server.safetensors")
+    response = admin_client.post(ADD, {"name": "sd15", "graph": json.dumps(graph), "mapping": "", "checkpoint": ""})
+    assert response.status_code == 200
+    errors = " ".join(response.context["adminform"].form.errors["checkpoint"])
+    assert "not-on-this-server.safetensors" in errors and comfyui.checkpoint in errors
+    assert not ComfyWorkflow.objects.exists()
+
+
+def test_without_a_reachable_server_the_form_keeps_the_workflows_own_checkpoint_and_says_why(
+    admin_client, settings
+) -> None:
+    settings.HOFFDESK_COMFYUI_URL = "http://127.0.0.1:9"
+    response = admin_client.get(ADD)
+    assert "not reachable" in response.content.decode()
+    response = admin_client.post(ADD, {"name": "sd15", "graph": json.dumps(GRAPH), "mapping": "", "checkpoint": ""})
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert ComfyWorkflow.objects.get().graph["1"]["inputs"]["ckpt_name"] == "model.safetensors"
