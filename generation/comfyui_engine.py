@@ -99,7 +99,7 @@ def comfyui_generate(run: GenerationRun, add_recipe: AddRecipe) -> GenerationRes
     # One client id per run and attempt: this attempt's WebSocket gets only its own frames.
     client_id = f"hoffdesk-run-{run.pk}-a{run.attempts}-{uuid.uuid4().hex[:8]}"
     prompts: list[dict[str, Any]] = [
-        {"index": index, "seed": seed, "prompt_id": new_prompt_id(), "graph": _graph(run, seed)}
+        {"index": index, "seed": seed, "prompt_id": new_prompt_id(), "graph": comfyui_graph(run, seed)}
         for index, seed in enumerate(run.seeds)
     ]
     if not run.record_comfy_prompts(prompts):
@@ -138,7 +138,7 @@ def comfyui_let_go(prompt_ids: list[str], *, client: ComfyUIClient | None = None
         logger.warning("ComfyUI: letting go of prompts %s failed (the server may be gone)", prompt_ids, exc_info=True)
 
 
-def _graph(run: GenerationRun, seed: int) -> dict[str, Any]:
+def comfyui_graph(run: GenerationRun, seed: int) -> dict[str, Any]:
     """The workflow with this candidate's recipe written in (batch size 1, its own seed)."""
     workflow = run.comfy_workflow
     assert workflow is not None

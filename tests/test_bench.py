@@ -71,3 +71,14 @@ def test_the_dashboard_benchmark_exits_1_when_it_misses_a_target() -> None:
     done = run_bench("dashboard.py", *tiny, "--p95-target-ms", "0.001")
     assert "target < 0.001 ms  FAIL" in done.stdout, done.stdout + done.stderr
     assert done.returncode == 1, done.stdout + done.stderr
+
+
+def test_the_comfyui_overhead_benchmark_runs_on_the_stand_in_and_exits_1_on_a_miss() -> None:
+    """End to end against the tests' stand-in ComfyUI (a local server in ComfyUI's shapes standing
+    in for a ComfyUI box on another machine): both sides make their images, the ratio is printed
+    with the server's version, and a target it cannot meet exits 1."""
+    tiny = ("--stand-in", "--images", "2", "--rounds", "1", "--steps", "3", "--size", "64")
+    done = run_bench("comfyui_overhead.py", *tiny, "--target", "0.001")
+    assert "ComfyUI 0.3.99-stand-in at" in done.stdout, done.stdout + done.stderr
+    assert "ratio HoffDesk/direct" in done.stdout and "target <= 0.001  FAIL" in done.stdout, done.stdout
+    assert done.returncode == 1, done.stdout + done.stderr
