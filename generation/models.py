@@ -94,6 +94,20 @@ class StylePreset(models.Model):
         related_name="presets",
         help_text="Run on the ComfyUI server with this workflow instead of the diffusers worker.",
     )
+    class ReviewPolicy(models.TextChoices):
+        MANUAL = "manual", "Manual: an editor approves and publishes"
+        AUTO_APPROVE = "auto_approve", "Auto-approve: the first candidate of each run is approved"
+        AUTO_PUBLISH = "auto_publish", "Auto-publish: approved, then published after the grace period"
+
+    review_policy = models.CharField(max_length=20, choices=ReviewPolicy.choices, default=ReviewPolicy.MANUAL)
+    review_grace_minutes = models.PositiveIntegerField(
+        default=30, help_text="Auto-publish waits this long after approving, so an editor can stop it."
+    )
+    cloud_fallback = models.BooleanField(
+        default=False,
+        help_text="Make this preset's runs in the cloud (when configured) if no GPU worker was seen for "
+        "HOFFDESK_CLOUD_AFTER_MINUTES, or after the local run failed twice.",
+    )
     drafts_by_default = models.BooleanField(
         default=False,
         help_text="The Magic Wand makes fast drafts (cache acceleration, fewer steps); an editor "
@@ -277,6 +291,13 @@ class GenerationRun(ConditionalTransitions):
     # GPU memory it reserved (torch.cuda.max_memory_reserved); blank/None on a CPU.
     memory_plan = models.CharField(max_length=200, blank=True)
     peak_vram_bytes = models.PositiveBigIntegerField(null=True, blank=True)
+    # GPU energy the run used: the board's counter (NVML) read before and after, or
+    # HOFFDESK_GPU_WATTS x GPU seconds with ``energy_estimated`` set. None: not measured (CPU).
+    energy_joules = models.FloatField(null=True, blank=True)
+    energy_estimated = models.BooleanField(default=False)
+    # A run made by the cloud engine (OpenAI Images API): what it cost in the price table's
+    # currency. None for local runs.
+    cloud_cost = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
 
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
     cancel_requested = models.BooleanField(default=False)
@@ -552,6 +573,9 @@ class Candidate(ConditionalTransitions):
     alt_text = models.TextField(blank=True)
     # The editor's star rating, 0-5 (0: unrated), kept with its review events.
     rating = models.PositiveSmallIntegerField(default=0)
+    # An auto-publish preset's approved candidate is published at this time unless an editor
+    # stops it (clears it). None: nothing scheduled.
+    auto_publish_at = models.DateTimeField(null=True, blank=True, db_index=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -617,6 +641,8 @@ class ReviewEvent(models.Model):
     rating = models.PositiveSmallIntegerField(null=True, blank=True)
     # The decisions made in one bulk request share it, so one Undo restores the whole batch.
     batch = models.UUIDField(null=True, blank=True, db_index=True)
+    # A decision made by a preset's review policy, not a person ("auto_approve", "auto_publish").
+    policy = models.CharField(max_length=20, blank=True)
     at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
@@ -624,6 +650,22 @@ class ReviewEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_action_display()} candidate {self.candidate_id}"
+
+
+class CloudSpend(models.Model):
+    """What the cloud engine spent in one month, in the price table's currency. A request takes
+    its price with one conditional UPDATE (``spent + price <= budget``), so two requests at once
+    never pass the budget together."""
+
+    month = models.DateField(unique=True, help_text="The first day of the month.")
+    spent = models.DecimalField(max_digits=12, decimal_places=4, default=0)
+    images = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-month"]
+
+    def __str__(self) -> str:
+        return f"cloud spend {self.month:%Y-%m}: {self.spent}"
 
 
 class RunPreview(models.Model):
