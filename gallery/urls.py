@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from gallery import views
+from gallery import views, views_policies
 
 app_name = "gallery"
 urlpatterns = [
@@ -30,6 +30,11 @@ urlpatterns = [
     path("candidates/<int:pk>/regenerate/", views.candidate_regenerate_view, name="candidate_regenerate"),
     path("candidates/<int:pk>/file/", views.candidate_file, name="candidate_file"),
     path("candidates/<int:pk>/publish/", views.candidate_publish, name="candidate_publish"),
+    path(
+        "candidates/<int:pk>/stop-auto-publish/",
+        views_policies.candidate_stop_auto_publish_view,
+        name="candidate_stop_auto_publish",
+    ),
     path("publications/<int:pk>/", views.publication_card, name="publication_card"),
     path("publications/<int:pk>/retry/", views.publication_retry_view, name="publication_retry"),
     path("publications/<int:pk>/unpublish/", views.publication_unpublish_view, name="publication_unpublish"),

@@ -576,6 +576,9 @@ class Candidate(ConditionalTransitions):
     # An auto-publish preset's approved candidate is published at this time unless an editor
     # stops it (clears it). None: nothing scheduled.
     auto_publish_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Why a scheduled auto-publish did not happen (too small, another publication live), shown
+    # on the article page until an editor decides on the candidate.
+    auto_publish_note = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -597,6 +600,10 @@ class Candidate(ConditionalTransitions):
             review_status=to,
             reviewed_by=reviewer,
             reviewed_at=timezone.now() if reviewer is not None else None,
+            # Any decision ends a scheduled auto-publish: a rejected or undone candidate never
+            # goes public on the policy's clock, and a person's approval publishes when they say.
+            auto_publish_at=None,
+            auto_publish_note="",
         )
 
     def approve(self, by: Any, expected: str | None = None) -> bool:

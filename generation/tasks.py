@@ -20,6 +20,7 @@ from django_q.exceptions import TimeoutException
 
 from generation.demo import WeightsMissing, worker_engine_profile
 from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
+from generation.policies import run_apply_review_policy
 from generation.profiles import UnknownProfile, get_profile
 from generation.recovery import (
     run_requeue_after_engine_lost,
@@ -595,6 +596,7 @@ def _commit_success(run: GenerationRun, result: GenerationResult, names: list[st
                     )
                     for image, name in zip(images, names, strict=True)
                 )
+                run_apply_review_policy(run)
             return True
         except (OperationalError, InterfaceError):
             if delay is None:
