@@ -296,7 +296,10 @@ def publication_run(publication_id: int) -> str:
         with candidate.image.open("rb") as fh:
             png = fh.read()
         renditions = renditions_make(
-            png, alt_text=publication.alt_text, focal=(publication.focal_x, publication.focal_y)
+            png,
+            alt_text=publication.alt_text,
+            focal=(publication.focal_x, publication.focal_y),
+            card_title=article.title,
         )
         rows = _rendition_rows(storage, article, renditions)
         with transaction.atomic():

@@ -178,6 +178,7 @@ def renditions_make(
     srcset_widths: Sequence[int] | None = None,
     formats: Sequence[str] | None = None,
     quality: int | None = None,
+    card_title: str | None = None,
 ) -> list[Rendition]:
     """Every file to publish for one image, in a fixed order.
 
@@ -185,6 +186,8 @@ def renditions_make(
     largest crop of its aspect around ``focal``, resized with LANCZOS), then for each srcset
     width smaller than the hero's (ascending) a hero-aspect rendition named ``f"w{width}"``;
     each of those in every format of ``formats`` that Pillow can write, in that order.
+    With a ``card_title``, last comes the social card (``gallery.social_card``): the hero's crop
+    at 1200x630 with the title set over it, one JPEG named "card".
     ``None`` means the ``HOFFDESK_*`` setting. Raises ``TooSmall`` when the source is smaller than
     the hero in either dimension (or a crop would need upscaling), ``ValueError`` for empty
     alt text or bad arguments.
@@ -228,4 +231,16 @@ def renditions_make(
         for fmt in fmts:
             data = _encode(resized, fmt, quality, xmp)
             result.append(Rendition(name, fmt, out_w, out_h, data, CONTENT_TYPES[fmt]))
+    if card_title and card_title.strip():
+        result.append(_social_card(image, card_title, focal, xmp))
     return result
+
+
+def _social_card(image: Image.Image, title: str, focal: tuple[float, float], xmp: bytes) -> Rendition:
+    """The Open Graph card: the hero's crop at the card's size (1200x630) with the title over it."""
+    from gallery.social_card import CARD_SIZE, social_card_bytes
+
+    box = focal_crop_box(*image.size, *CARD_SIZE, *focal)
+    background = image.resize(CARD_SIZE, Image.Resampling.LANCZOS, box=box)
+    data, _ = social_card_bytes(background, title, xmp=xmp)
+    return Rendition("card", "jpeg", *CARD_SIZE, data, CONTENT_TYPES["jpeg"])

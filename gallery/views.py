@@ -24,12 +24,12 @@ from django_htmx.http import HttpResponseClientRefresh, reswap, retarget
 from django_htmx.middleware import HtmxDetails
 
 from gallery.access import editor_required, login_required_401
+from gallery.alt_text import alt_text_suggest
 from gallery.cdn import cdn_purge_configured
 from gallery.forms import FileForm, GenerateForm, PublishForm, RegenerateForm, SeriesLookForm, WandForm
 from gallery.models import Article, Publication, Series
 from gallery.publishing import (
     PublishConflict,
-    alt_text_suggestion,
     can_make_hero_size,
     hero_shortfall,
     publication_purge_again,
@@ -577,7 +577,8 @@ def candidate_publish(request: HttpRequest, pk: int) -> HttpResponse:
     if candidate.run.article is None:
         messages.warning(request, NOT_FILED)
         return HttpResponseRedirect(f"{reverse('gallery:candidate_detail', args=[pk])}#file")
-    form = PublishForm(request.POST or None, initial={"alt_text": alt_text_suggestion(candidate)})
+    suggestion = alt_text_suggest(candidate=candidate) if request.method == "GET" else None
+    form = PublishForm(request.POST or None, initial={"alt_text": suggestion.text if suggestion else ""})
     if request.method == "POST" and form.is_valid():
         focal = (form.cleaned_data["focal_x"], form.cleaned_data["focal_y"])
         try:
@@ -603,6 +604,7 @@ def candidate_publish(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _hero_size_offer(candidate: Candidate) -> dict[str, object]:
+        "alt_suggestion": suggestion,
     """For a candidate too small for the hero: why, and whether Make hero size can fix it."""
     shortfall = hero_shortfall(candidate)
     return {"shortfall": shortfall, "can_enlarge": bool(shortfall) and can_make_hero_size(candidate)}

@@ -57,46 +57,64 @@ def _endpoint() -> tuple[str, dict[str, str]]:
     return url, headers
 
 
-def _skipped(reason: str, url: str, detail: str = "") -> WrittenPrompt:
-    """The reason for the run's note (seen by onlookers and the API: no address, no credentials)
-    and the address with the detail for the server's log."""
-    logger.warning("LLM prompt writer at %s: %s%s", url, reason, f" ({detail})" if detail else "")
-    return WrittenPrompt(None, reason)
+@dataclass(frozen=True)
+class OllamaAnswer:
+    """The ``response`` text of ``POST /api/generate``, or None with the reason (and the HTTP status
+    when the server answered with an error)."""
+
+    text: str | None
+    reason: str = ""
+    status: int | None = None
 
 
-def llm_write_prompt(*, title: str, summary: str, style: str) -> WrittenPrompt:
-    """Ask the configured server for an image prompt; never raises."""
+def ollama_generate(body: dict[str, object], *, timeout: float, who: str = "the LLM server") -> OllamaAnswer:
+    """One non-streaming ``POST <HOFFDESK_OLLAMA_URL>/api/generate``; never raises. Shared by the
+    prompt writer and the alt text suggester (gallery/alt_text.py): ``who`` names the server in
+    the reason, which never holds its address (the server log does)."""
     url, headers = _endpoint()
-    body = json.dumps(
-        {
-            "model": settings.HOFFDESK_OLLAMA_MODEL,
-            "prompt": INSTRUCTION.format(title=title, summary=summary or "(none)", style=style or "(house style)"),
-            "stream": False,
-        }
-    ).encode()
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
-    timeout = settings.HOFFDESK_OLLAMA_TIMEOUT
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers=headers, method="POST")
+
+    def skipped(reason: str, detail: str = "", status: int | None = None) -> OllamaAnswer:
+        logger.warning("Ollama at %s (%s): %s%s", url, body.get("model"), reason, f" ({detail})" if detail else "")
+        return OllamaAnswer(None, reason, status)
+
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             raw = response.read(1_000_000)
     except urllib.error.HTTPError as exc:
-        return _skipped(f"the LLM server answered HTTP {exc.code}", url)
+        return skipped(f"{who} answered HTTP {exc.code}", status=exc.code)
     except TimeoutError:
-        return _skipped(f"the LLM server did not answer within {timeout:g} s", url)
+        return skipped(f"{who} did not answer within {timeout:g} s")
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, TimeoutError):
-            return _skipped(f"the LLM server did not answer within {timeout:g} s", url)
-        return _skipped("could not reach the LLM server (the server log says why)", url, str(exc.reason))
+            return skipped(f"{who} did not answer within {timeout:g} s")
+        return skipped(f"could not reach {who} (the server log says why)", str(exc.reason))
     except (OSError, ValueError) as exc:
-        return _skipped("could not reach the LLM server (the server log says why)", url, str(exc))
+        return skipped(f"could not reach {who} (the server log says why)", str(exc))
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        return _skipped("the LLM server answered something that is not JSON", url)
+        return skipped(f"{who} answered something that is not JSON")
     answer = data.get("response") if isinstance(data, dict) else None
     if not isinstance(answer, str):
-        return _skipped("the LLM server's answer has no text in its 'response' field", url)
-    text = " ".join(answer.strip().strip('"').split())
+        return skipped(f"{who}'s answer has no text in its 'response' field")
+    return OllamaAnswer(answer)
+
+
+def llm_write_prompt(*, title: str, summary: str, style: str) -> WrittenPrompt:
+    """Ask the configured server for an image prompt; never raises."""
+    answer = ollama_generate(
+        {
+            "model": settings.HOFFDESK_OLLAMA_MODEL,
+            "prompt": INSTRUCTION.format(title=title, summary=summary or "(none)", style=style or "(house style)"),
+            "stream": False,
+        },
+        timeout=settings.HOFFDESK_OLLAMA_TIMEOUT,
+    )
+    if answer.text is None:
+        return WrittenPrompt(None, answer.reason)
+    text = " ".join(answer.text.strip().strip('"').split())
     if not text:
-        return _skipped("the LLM server answered with an empty prompt", url)
+        logger.warning("LLM prompt writer: the LLM server answered with an empty prompt")
+        return WrittenPrompt(None, "the LLM server answered with an empty prompt")
     return WrittenPrompt(text[:MAX_ANSWER_CHARACTERS])

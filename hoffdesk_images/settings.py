@@ -458,6 +458,9 @@ HOFFDESK_PUBLISH_QUALITY = envint("HOFFDESK_PUBLISH_QUALITY", 82, minimum=1)
 HOFFDESK_PUBLISH_MAX_ATTEMPTS = envint("HOFFDESK_PUBLISH_MAX_ATTEMPTS", 4, minimum=1)
 HOFFDESK_PUBLISH_RETRY_SECONDS = envfloat("HOFFDESK_PUBLISH_RETRY_SECONDS", 2.0)
 
+# The social card's title font (gallery/social_card.py): a .ttf/.otf path; empty: the vendored
+# DejaVu Sans Bold in static/fonts/.
+HOFFDESK_CARD_FONT = envstr("HOFFDESK_CARD_FONT", "").strip()
 # --- generation -----------------------------------------------------------------------------
 
 HOFFDESK_MODELS_DIR = envpath("HOFFDESK_MODELS_DIR", DATA_DIR / "models")
@@ -477,6 +480,10 @@ HOFFDESK_OLLAMA_URL = envstr("HOFFDESK_OLLAMA_URL", "").rstrip("/")
 HOFFDESK_OLLAMA_MODEL = envstr("HOFFDESK_OLLAMA_MODEL", "llama3.2")
 HOFFDESK_OLLAMA_TIMEOUT = envfloat("HOFFDESK_OLLAMA_TIMEOUT", 15.0)
 # Optional ComfyUI server as a second engine (generation/comfyui.py): its base URL (empty: no
+# Optional vision model on that Ollama server for the publish page's alt text suggestion
+# (gallery/alt_text.py; empty: the template suggestion), and how long the page waits for it.
+HOFFDESK_OLLAMA_VISION_MODEL = envstr("HOFFDESK_OLLAMA_VISION_MODEL", "").strip()
+HOFFDESK_OLLAMA_VISION_TIMEOUT = envfloat("HOFFDESK_OLLAMA_VISION_TIMEOUT", 8.0)
 # ComfyUI) and a bearer token for a server behind an auth proxy (also from HOFFDESK_COMFYUI_TOKEN_FILE).
 HOFFDESK_COMFYUI_URL = envstr("HOFFDESK_COMFYUI_URL", "").strip().rstrip("/")
 if HOFFDESK_COMFYUI_URL and not HOFFDESK_COMFYUI_URL.startswith(("http://", "https://")):

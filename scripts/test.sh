@@ -6,11 +6,13 @@ cd "$(dirname "$0")/.."
 
 # System packages, installed only when missing (needs root or sudo): Debian's Chromium for the
 # Playwright browser tests (Playwright's own browser download is not reachable here), and
-# PostgreSQL for the tests that run again on it, and exiftool to read back published files' XMP.
+# PostgreSQL for the tests that run again on it, exiftool to read back published files' XMP, and
+# git-lfs for the Git LFS export.
 missing=()
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v exiftool >/dev/null 2>&1 || missing+=(libimage-exiftool-perl)
+command -v git-lfs >/dev/null 2>&1 || missing+=(git-lfs)  # export_published --git tests
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
