@@ -40,6 +40,7 @@ from api.compat import (
 from api.models import ApiToken
 from generation.demo import upscalers_available
 from generation.models import GenerationRun, RequestedVia
+from generation.previews import preview_grid_png
 from generation.profiles import UnknownProfile, all_profiles, get_profile
 from generation.services import QueueLimitReached, run_cancel, run_submit
 from generation.validation import LANCZOS, MAX_IMAGES, MAX_VARIATION_STRENGTH, MIN_VARIATION_STRENGTH
@@ -261,9 +262,18 @@ def progress(request: HttpRequest, token: ApiToken) -> dict[str, Any]:
         "progress": fraction,
         "eta_relative": elapsed / fraction - elapsed if fraction > 0 else 0.0,
         "state": state,
-        "current_image": None,
+        "current_image": _current_image(request, run),
         "textinfo": textinfo,
     }
+
+
+def _current_image(request: HttpRequest, run: GenerationRun) -> str | None:
+    """The running batch's live previews as AUTOMATIC1111 sends its ``current_image``: a base64
+    PNG (no data: prefix), null when there is none yet or the client asked ``skip_current_image``."""
+    if request.GET.get("skip_current_image", "").lower() in ("true", "1"):
+        return None
+    png = preview_grid_png(run_id=run.pk)
+    return base64.b64encode(png).decode("ascii") if png is not None else None
 
 
 @endpoint("POST")

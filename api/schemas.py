@@ -4,10 +4,10 @@ names the field instead of a setting silently ignored."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from ninja import Field, Schema
-from pydantic import ConfigDict, StrictFloat, StrictInt
+from pydantic import ConfigDict, StrictBool, StrictFloat, StrictInt
 
 from gallery.publishing import MAX_ALT_TEXT
 from gallery.services import MAX_REVIEW_REASON_LENGTH
@@ -113,10 +113,17 @@ class RunIn(HiresIn):
     height: StrictInt | None = None
     steps: StrictInt | None = None
     guidance: StrictFloat | None = None
+    draft: StrictBool | None = Field(
+        None,
+        description=(
+            "A fast draft: half the steps (at least 4) unless `steps` is given, and a cache on the transformer "
+            "(FLUX); regenerate it with mode `final` for the keeper. Left out: the preset's `drafts_by_default`."
+        ),
+    )
 
 
 # The API's names of RegenerateMode (api.routers.runs.MODES maps them; a test holds the two equal).
-REGENERATE_MODES = Literal["new_seeds", "same_seed", "exact", "seed", "variations", "upscale"]
+REGENERATE_MODES = Literal["new_seeds", "same_seed", "exact", "seed", "variations", "upscale", "final"]
 
 
 class RegenerateIn(HiresIn):
@@ -127,11 +134,12 @@ class RegenerateIn(HiresIn):
             "exact: the same recipe and seeds; seed: the seed given; variations: a candidate's seed blended "
             "with new seeds at `strength`; upscale (Make hero size): the candidate's own image through the "
             "hires pass on its model and seed, to at least the hero's size (only `candidate` and `hires_*` "
-            "may be given)."
+            "may be given); final (Final render, a draft's candidate only): its seed and the draft's prompt at "
+            "full quality, no cache, one candidate (only `candidate` may be given)."
         ),
     )
     candidate: StrictInt | None = Field(
-        None, description="A candidate of this run (same_seed, variations and upscale)."
+        None, description="A candidate of this run (same_seed, variations, upscale and final)."
     )
     seed: StrictInt | None = Field(None, description="For mode seed.")
     strength: StrictFloat | None = Field(None, description="For mode variations, 0.05 to 0.5.")
@@ -194,7 +202,13 @@ class RunOut(Schema):
     output_height: int
     parent: int | None
     mode: str = Field(..., description="How a regeneration was made from its parent (blank for a new run).")
-    source_candidate: int | None = Field(..., description="Mode upscale: the candidate whose image is enlarged.")
+    source_candidate: int | None = Field(
+        ..., description="Mode upscale: the candidate whose image is enlarged; mode final: the draft's keeper."
+    )
+    draft: bool = Field(..., description="A fast draft (fewer steps, maybe a cache); `final` renders a keeper.")
+    draft_cache: dict[str, Any] = Field(
+        ..., description='The cache and its settings, e.g. {"kind": "FirstBlockCache", "threshold": 0.08}; {}: none.'
+    )
     prompt_warning: str
     prompt_note: str
     queued_at: datetime

@@ -11,6 +11,9 @@ page makes those on demand), one of them (``bench-fifty``) with exactly 50 candi
   the 50-candidate article page and one of its thumbnails;
 - the bytes of the images a browser at DPR 1 loads for the 50-candidate page (each distinct
   ``<img src>``, not the srcset's 2x; target < 1.5 MB, and none of them a PNG);
+- the loupe's first paint: its full-view fragment (as the lightbox asks, with ``HX-Request``) and
+  then the 512 px WebP thumbnail that paints before the PNG arrives (target p95 < 2x the per-URL
+  target: two requests);
 - the web process's VmRSS after all requests (target < 150 MB).
 
 Usage: .venv/bin/python bench/dashboard.py [--articles N] [--candidates N] [--requests N]
@@ -71,6 +74,7 @@ P95_TARGET_MS = 50.0
 IMAGES_TARGET_MB = 1.5
 RSS_TARGET_MB = 150.0
 START_TARGET_S = 2.0
+LOUPE_TARGET_FACTOR = 2  # the loupe's first paint is two requests: its fragment, then the WebP thumbnail
 
 TOPICS = (
     "SQLite",
@@ -442,8 +446,15 @@ class Client:
         self.port = port
         self.cookies: dict[str, str] = {}
 
-    def request(self, method: str, path: str, body: str | None = None, expect: Iterable[int] = (200,)) -> Answer:
-        headers = {"Host": f"127.0.0.1:{self.port}", "User-Agent": "hoffdesk-bench"}
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: str | None = None,
+        expect: Iterable[int] = (200,),
+        extra: dict[str, str] | None = None,
+    ) -> Answer:
+        headers = {"Host": f"127.0.0.1:{self.port}", "User-Agent": "hoffdesk-bench", **(extra or {})}
         if self.cookies:
             headers["Cookie"] = "; ".join(f"{key}={value}" for key, value in self.cookies.items())
         if body is not None:
@@ -466,8 +477,19 @@ class Client:
             raise BenchError(f"{method} {path} answered {response.status}, not {tuple(expect)}: {data[:300]!r}")
         return answer
 
-    def get(self, path: str) -> Answer:
-        return self.request("GET", path)
+    def get(self, path: str, extra: dict[str, str] | None = None) -> Answer:
+        return self.request("GET", path, extra=extra)
+
+
+def loupe_first_paint(client: Client, candidate_path: str) -> tuple[float, str]:
+    """Seconds from asking for the loupe (the full view as the lightbox's htmx fragment) to
+    having its first picture, the WebP thumbnail that paints before the PNG arrives."""
+    fragment = client.get(candidate_path, extra={"HX-Request": "true"})
+    thumbs = [i["src"] for i in parse(fragment.body).images if "zoom-thumb" in i.get("class", "")]
+    if not thumbs:
+        raise BenchError(f"the loupe fragment {candidate_path} has no WebP thumbnail to paint first")
+    thumb = client.get(local_path(candidate_path, thumbs[0]))
+    return fragment.seconds + thumb.seconds, local_path(candidate_path, thumbs[0])
 
 
 class PageParser(HTMLParser):
@@ -677,6 +699,10 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
                 times[label].append(answer.seconds * 1000)
                 sizes[label] = len(answer.body)
 
+        loupe_path = "/".join(srcs[0].split("/")[:3]) + "/"  # /candidates/<pk>/ of the page's first thumbnail
+        loupe_cold_s, loupe_thumb = loupe_first_paint(client, loupe_path)  # its 512 px thumbnail made on demand
+        loupe_ms = [loupe_first_paint(client, loupe_path)[0] * 1000 for _ in range(WARMUP + args.requests)][WARMUP:]
+
         rss_mb = vm_kib(server.pid, "VmRSS") / 1024
         hwm_mb = vm_kib(server.pid, "VmHWM") / 1024
     finally:
@@ -687,6 +713,7 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
     met = [
         start_s < START_TARGET_S,
         *(p95(values) < p95_target for values in times.values()),
+        p95(loupe_ms) < LOUPE_TARGET_FACTOR * p95_target,
         image_bytes / 1e6 < IMAGES_TARGET_MB,
         not pngs,
         rss_mb < RSS_TARGET_MB,
@@ -712,6 +739,12 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
             f"target < {p95_target:g} ms  {verdict(worst < p95_target)}   "
             f"[{urls[label]}, {sizes[label] / 1024:.0f} KiB]"
         )
+    loupe_target = LOUPE_TARGET_FACTOR * p95_target
+    lines.append(
+        f"{'p95 loupe first paint':<{width}} {p95(loupe_ms):8.1f} ms (median {statistics.median(loupe_ms):6.1f}) "
+        f"target < {loupe_target:g} ms  {verdict(p95(loupe_ms) < loupe_target)}   "
+        f"[fragment {loupe_path} + {loupe_thumb}; cold {loupe_cold_s * 1000:.0f} ms]"
+    )
     image_mb = image_bytes / 1e6
     lines += [
         f"{'images of the 50-candidate page':<{width}} {image_mb:8.3f} MB ({len(srcs)} images)   "

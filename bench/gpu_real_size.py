@@ -20,6 +20,16 @@ The models are built in bf16/fp16 without nf4 quantization (an H100 has the memo
 bitsandbytes and changes kernel speed, not the engine's overhead).
 
 Usage on a GPU box:  python bench/gpu_real_size.py
+
+``--vram-gib 12`` simulates the owner's 12 GB card on a bigger one (issue 18):
+``torch.cuda.set_per_process_memory_fraction`` caps this process at 12 GiB, each model is built on
+the CPU and placed by the worker's own memory plan (``generation.engine.loader.choose_memory_plan``
+with 1 GiB headroom, ``apply_memory_plan``), and the engine makes a 1216x640 hero (FLUX.1-dev 28
+steps; SDXL Turbo 4 steps plus a 2x hires pass of 2 steps). It prints the plan, the peak reserved
+GPU memory (``torch.cuda.max_memory_reserved``) and seconds per image. The weights are random and
+unquantized (bf16/fp16), so the plan is made for unquantized weights (quantizing random weights to
+nf4 would need bitsandbytes and a saved copy of 12 B parameters): the nf4 figures need the real
+nf4 weights on the real card. With --smoke on a CPU the plan is "CPU" (nothing to apply).
 CPU smoke run of the same code path (the engine refuses the real profiles on a CPU, so the tiny
 SDXL and FLUX models of the same pipeline classes stand in, at 128 px and 2 steps; no target unless
 --target is given, since those figures mean nothing):  python bench/gpu_real_size.py --smoke
@@ -234,6 +244,9 @@ def main() -> int:
     parser.add_argument(
         "--target", type=float, default=None, help=f"largest engine/bare ratio (default {TARGET:g}; none with --smoke)"
     )
+    parser.add_argument(
+        "--vram-gib", type=float, default=None, help="simulate a card of this size: memory cap and memory plan"
+    )
     args = parser.parse_args()
     target = args.target if args.target is not None else (None if args.smoke else TARGET)
 
@@ -244,15 +257,22 @@ def main() -> int:
         print("no CUDA device: run with --smoke for a CPU check of the code path", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
+    if args.vram_gib and device == "cuda":
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, args.vram_gib * 2**30 / total))
+        print(f"memory capped at {args.vram_gib:g} GiB of this card's {total / 2**30:.0f} GiB", flush=True)
     data_dir = Path(tempfile.mkdtemp(prefix="hoffdesk-gpu-bench-"))
     try:
         setup_django(data_dir)
-        ratios = measure(args, device)
+        ratios = measure_on_card(args, device) if args.vram_gib else measure(args, device)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
+    if args.vram_gib:
+        print("target: none with --vram-gib (figures to record in docs/benchmarks.md)")
+        return 0
     if target is None:
         print("target: not checked in --smoke (tiny random models on a CPU; pass --target to check one)")
         return 0
@@ -318,6 +338,70 @@ def measure(args: argparse.Namespace, device: str) -> dict[str, float]:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
     return ratios
+
+
+def measure_on_card(args: argparse.Namespace, device: str) -> dict[str, float]:
+    """``--vram-gib``: each model placed by the worker's memory plan for a card of that size, a
+    1216x640 hero made through the engine; prints the plan, peak reserved memory and s/image.
+    Returns nothing to hold against a target (these are figures to record, not a ratio)."""
+    import dataclasses
+
+    import torch
+
+    from generation.engine.generate import Recipe, generate
+    from generation.engine.loader import PipelineCache, apply_memory_plan, choose_memory_plan, free_memory
+    from generation.engine.tiny import build_tiny_flux, build_tiny_sdxl
+    from generation.profiles import get_profile
+
+    width, height = (128, 64) if args.smoke else (1216, 640)
+    cache = PipelineCache(Path("/nonexistent"), device=device, vram_gib=args.vram_gib)
+    # (family, profile, builder, smoke profile, smoke builder, dtype, steps, hires)
+    cases = [
+        ("flux", "flux-dev-nf4", build_flux, "tiny-flux", build_tiny_flux, torch.bfloat16, 28, None),
+        ("sdxl", "sdxl-turbo", build_sdxl, "tiny-sdxl", build_tiny_sdxl, torch.float16, 4, 2.0),
+    ]
+    for key, real_name, build, smoke_name, build_smoke, dtype, steps, hires in cases:
+        if args.only and args.only != key:
+            continue
+        steps = 2 if args.smoke else steps
+        profile = get_profile(smoke_name if args.smoke else real_name)
+        # Random weights are unquantized: plan for what is really there.
+        planned = dataclasses.replace(profile, quantization=None, quantize_components=())
+        plan = choose_memory_plan(
+            planned, device=device, card=args.vram_gib if device == "cuda" else None, headroom_gib=1.0,
+            width=int(width * (hires or 1)), height=int(height * (hires or 1)),
+        )  # fmt: skip
+        pipe = build_smoke() if args.smoke else build("cpu", dtype if device == "cuda" else torch.float32)
+        apply_memory_plan(pipe, plan, device=device)
+        pipe.set_progress_bar_config(disable=True)
+        cache.put(profile, pipe, plan)
+        hires_fields: dict[str, Any] = {}
+        if hires:
+            hires_fields = {"hires_scale": hires, "hires_steps": 2, "hires_denoise": 0.5}
+        recipe = Recipe(
+            profile.name, PROMPT, "", width, height, steps, profile.default_guidance, (SEED,), **hires_fields
+        )
+        generate(cache, profile, recipe)  # warm-up
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        times = []
+        for _ in range(args.repeats):
+            synchronize(device)
+            started = time.perf_counter()
+            generate(cache, profile, recipe)
+            synchronize(device)
+            times.append(time.perf_counter() - started)
+        peak = f"{torch.cuda.max_memory_reserved() / 2**30:.2f} GiB" if device == "cuda" else "n/a (CPU)"
+        size = f"{width}x{height}" + (f" + {hires:g}x hires" if hires else "")
+        print(
+            f"{key}: plan {plan.label!r} (computed peak {plan.peak_gib} GiB), {size}, {steps} steps, "
+            f"{statistics.median(times):.2f} s/image, peak reserved {peak}",
+            flush=True,
+        )
+        cache.evict_big()
+        pipe = None
+        free_memory()
+    return {}
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.utils.text import slugify
 
 from gallery.models import Article
 from generation.models import Candidate, GenerationRun, RegenerateMode, StylePreset
@@ -27,6 +28,10 @@ class GenerateForm(forms.Form):
     height = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
     steps = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
     guidance = forms.CharField(required=False, widget=forms.TextInput(attrs={"placeholder": "model default"}))
+    draft = forms.BooleanField(
+        required=False,
+        help_text="A fast draft to cull: half the steps and, on FLUX, a cache; Final render makes the keeper.",
+    )
 
 
 class WandForm(forms.Form):
@@ -67,7 +72,7 @@ class RegenerateForm(forms.Form):
     )
 
     def __init__(self, *args: Any, run: GenerationRun, candidate: Candidate | None = None, **kwargs: Any) -> None:
-        modes = [(m.value, m.label) for m in RegenerateMode if candidate is not None or m not in CANDIDATE_ONLY_MODES]
+        modes = [(m.value, m.label) for m in RegenerateMode if _offered(m, run, candidate)]
         kwargs.setdefault(
             "initial",
             {
@@ -90,6 +95,13 @@ class RegenerateForm(forms.Form):
         model_field = self.fields["model"]
         assert isinstance(model_field, forms.ChoiceField)
         model_field.choices = profile_choices()
+
+
+def _offered(mode: RegenerateMode, run: GenerationRun, candidate: Candidate | None) -> bool:
+    """Every mode that applies: the candidate modes need a candidate, Final render a draft's."""
+    if mode == RegenerateMode.FINAL:
+        return candidate is not None and run.draft
+    return candidate is not None or mode not in CANDIDATE_ONLY_MODES
 
 
 class PublishForm(forms.Form):
@@ -120,4 +132,36 @@ class FileForm(forms.Form):
                 "placeholder": "a slug, or start typing a title",
             }
         ),
+    )
+
+
+class ArticleForm(forms.ModelForm):
+    """New article and Edit on the dashboard. A blank slug is made from the title here too
+    (the page's script proposes one as the title is typed; this is the same rule without it)."""
+
+    class Meta:
+        model = Article
+        fields = ["title", "slug", "content_type", "tone", "series", "summary"]
+        widgets = {"summary": forms.Textarea(attrs={"rows": 4})}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["slug"].required = False
+        self.fields["slug"].help_text = "Its address; blank: made from the title."
+        self.fields["series"].help_text = "Articles of one series share a look (seed and preset)."
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not cleaned.get("slug") and cleaned.get("title"):
+            cleaned["slug"] = slugify(cleaned["title"])[:200].strip("-")
+            if not cleaned["slug"]:
+                self.add_error("slug", "The title has no letters or digits to make a slug from: type one.")
+        return cleaned
+
+
+class ArticleImportForm(forms.Form):
+    """A JSON file of articles, as ``manage.py import_articles`` reads it."""
+
+    file = forms.FileField(
+        label="JSON file", help_text="An array of objects: slug, title, summary, content_type, tone, series."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,9 +112,16 @@ REVIEW_ACTIONS = {
 
 
 def candidate_review(
-    *, candidate: Candidate, action: str, by: Any, expected: str | None = None, reason: str = ""
+    *,
+    candidate: Candidate,
+    action: str,
+    by: Any,
+    expected: str | None = None,
+    reason: str = "",
+    batch: uuid.UUID | None = None,
 ) -> ReviewEvent:
     """Approve, reject or undo, and record the decision as an event in the same transaction.
+    ``batch`` groups the events of one bulk request (``gallery.bulk``), so one Undo finds them.
 
     ``expected`` is the state the editor saw; when someone else changed it first, nothing is
     written and ``ReviewConflict`` says what happened. Undoing the hero also clears the hero.
@@ -133,6 +141,7 @@ def candidate_review(
             from_status=before,
             to_status=candidate.review_status,
             reason=reason.strip()[:MAX_REVIEW_REASON_LENGTH],
+            batch=batch,
         )
         if candidate.review_status != Candidate.Review.APPROVED:
             Article.objects.filter(hero_candidate=candidate).update(hero_candidate=None)

@@ -14,6 +14,8 @@ from typing import Any
 
 from django.utils.safestring import SafeString, mark_safe
 
+from gallery.cloud_tiles import cloud_label
+from gallery.final_render import draft_label, final_render_button
 from gallery.templatetags.gallery_tags import links
 
 _STATE_LABELS = {"pending": "Pending", "approved": "Approved", "rejected": "Rejected", "published": "Published"}
@@ -23,7 +25,18 @@ def _e(value: object) -> str:
     return escape(str(value), quote=True)
 
 
-def _actions(url: Any, pk: int, status: str, seed: int, csrf: str, is_hero: bool, in_inbox: bool) -> str:
+def stars_html(rating: int) -> str:
+    """The rating as five stars, filled up to ``rating`` (0-5); read by keys and tests as ``data-rating``."""
+    label = f"{rating} of 5 stars" if rating else "not rated"
+    return (
+        f'<span class="stars" data-testid="rating" data-rating="{rating}" title="{label}" aria-label="{label}">'
+        f"{'★' * rating}{'☆' * (5 - rating)}</span> "
+    )
+
+
+def _actions(
+    url: Any, pk: int, status: str, seed: int, csrf: str, is_hero: bool, in_inbox: bool, in_cloud: bool = False
+) -> str:
     token = f'<input type="hidden" name="csrfmiddlewaretoken" value="{_e(csrf)}">'
     buttons = ""
     if status in ("pending", "rejected"):
@@ -45,10 +58,12 @@ def _actions(url: Any, pk: int, status: str, seed: int, csrf: str, is_hero: bool
         hero_url = _e(url.hero)
         hero += f'<form method="post" action="{hero_url}" hx-post="{hero_url}">{token}<button>Make hero</button></form>'
     review = _e(url.review)
+    # A cloud image has no seed to re-run: no Regenerate (Make in the cloud is on the article page).
+    regenerate = f'<a class="button-link" href="{_e(url.regenerate)}">Regenerate…</a>'
     return (
         f'<form class="actions" method="post" action="{review}" hx-post="{review}" hx-target="#candidate-{pk}" '
         f'hx-swap="outerHTML">{token}<input type="hidden" name="expected" value="{_e(status)}">{buttons}</form>'
-        f'<div class="actions">{hero}<a class="button-link" href="{_e(url.regenerate)}">Regenerate…</a>'
+        f'<div class="actions">{hero}{"" if in_cloud else regenerate}'
         f'<label class="compare"><input type="checkbox" name="c" value="{pk}" form="compare-form">'
         " Compare</label></div>"
     )
@@ -72,14 +87,22 @@ def candidate_tile(
         who = f'<small class="who">by {_e(candidate.reviewed_by)} · {_e(when)}</small>'
     badge = '<span class="pill hero" data-testid="hero-badge">Hero</span> ' if is_hero else ""
     note = f'<p class="error" role="alert" data-testid="review-message">{_e(message)}</p>' if message else ""
-    actions = _actions(url, pk, status, candidate.seed, csrf, is_hero, in_inbox) if can_act else ""
+    stars = stars_html(int(getattr(candidate, "rating", 0) or 0))
+    in_cloud = getattr(candidate.run, "cloud_cost", None) is not None
+    actions = _actions(url, pk, status, candidate.seed, csrf, is_hero, in_inbox, in_cloud) if can_act else ""
+    seed_text = "no seed (cloud)" if in_cloud else f"seed {url.seeds}"
+    badge += draft_label(candidate.run)
+    badge += cloud_label(candidate.run)
+    if can_act:  # a draft's keeper: Final render beside Regenerate
+        actions += final_render_button(candidate.run, status, str(url.regenerate), csrf)
     return mark_safe(
         f'<figure class="tile review-{_e(status)}{" is-hero" if is_hero else ""}" id="candidate-{pk}" tabindex="0" '
-        f'data-candidate data-full-url="{detail}" data-regenerate-url="{_e(url.regenerate)}" '
+        f'data-candidate data-full-url="{detail}" data-regenerate-url="{"" if in_cloud else _e(url.regenerate)}" '
         f'aria-label="{label}, {_e(status)}"><a class="open" href="{detail}" tabindex="-1">'
         f'<img src="{_e(url.thumb_1x)}" srcset="{_e(url.srcset)}" sizes="(max-width: 600px) 44vw, 240px" '
         f'width="240" height="{int(url.height_240)}" loading="lazy" decoding="async" alt="{label}"></a>'
-        f'<figcaption><span class="seed" data-testid="candidate-seed">seed {_e(url.seeds)}</span> '
+        f'<figcaption><span class="seed" data-testid="candidate-seed">{_e(seed_text)}</span> '
         f'<span class="state state-{_e(status)}" data-testid="review-state">'
-        f"{_e(_STATE_LABELS.get(status, status.title()))}</span> {badge}{who}{note}</figcaption>{actions}</figure>"
+        f"{_e(_STATE_LABELS.get(status, status.title()))}</span> {stars}{badge}{who}{note}</figcaption>"
+        f"{actions}</figure>"
     )

@@ -59,6 +59,7 @@ LIST_FILTERS = {
     "waiting": ("Candidates waiting for review", Q(waiting_count__gt=0)),
     "approved": ("Has an approved candidate", Q(approved_count__gt=0)),
     "published": ("Published", Q()),  # an Exists() filter, see _article_rows
+    "rated": ("Rated 4 or more", Q()),  # an Exists() filter, see _article_rows
 }
 LIST_SORTS = {
     "updated": ("Recently updated", ["-updated_at", "slug"]),
@@ -93,6 +94,8 @@ def _article_rows(q: str, filter_key: str, sort_key: str) -> QuerySet[Article]:
     if filter_key == "published":
         published = Publication.objects.filter(article=OuterRef("pk"), status=Publication.Status.PUBLISHED)
         rows = rows.filter(Exists(published))
+    elif filter_key == "rated":
+        rows = rows.filter(Exists(Candidate.objects.filter(run__article=OuterRef("pk"), rating__gte=4)))
     elif filter_key in LIST_FILTERS:
         rows = rows.filter(LIST_FILTERS[filter_key][1])
     return rows.order_by(*LIST_SORTS.get(sort_key, LIST_SORTS["updated"])[1]).only("pk")
@@ -154,27 +157,32 @@ def _query_without(request: HttpRequest, key: str) -> str:
 
 
 def _queue_places() -> dict[int, int]:
-    """Place in the GPU queue of every queued run (1 = next), in one query."""
-    queued = GenerationRun.objects.filter(status=GenerationRun.Status.QUEUED).order_by("queued_at", "pk")
-    return {pk: place for place, pk in enumerate(queued.values_list("pk", flat=True), start=1)}
+    """Place in the GPU queue of every queued run (1 = next), in the order the worker claims them
+    (its loaded model first, within HOFFDESK_SWITCH_WAIT), in two queries."""
+    from generation.health import gpu_worker_loaded_profile
+
+    loaded = gpu_worker_loaded_profile()
+    return GenerationRun.queue_places(loaded=loaded, switch_wait=settings.HOFFDESK_SWITCH_WAIT)
 
 
 TILE_FIELDS = (
     "run_id", "index", "seed", "variation_seed", "width", "height", "sha256", "review_status", "reviewed_at",
-    "reviewed_by__username",
+    "reviewed_by__username", "rating",
 )  # fmt: skip
 
 
-def _runs_with_candidates() -> Prefetch:
-    """A run's candidates with just what a tile shows (fewer columns, fewer conversions)."""
-    tiles = Candidate.objects.select_related("reviewed_by").only(*TILE_FIELDS).order_by("index")
+def _runs_with_candidates(best_rated_first: bool = False) -> Prefetch:
+    """A run's candidates with just what a tile shows (fewer columns, fewer conversions);
+    ``best_rated_first``: the article page's ``?order=rating``, within each run."""
+    order = ("-rating", "index") if best_rated_first else ("index",)
+    tiles = Candidate.objects.select_related("reviewed_by").only(*TILE_FIELDS).order_by(*order)
     return Prefetch("candidates", queryset=tiles)
 
 
 def _article_page(request: HttpRequest, article: Article, form: GenerateForm, status: int = 200) -> HttpResponse:
     runs = list(
         article.runs.select_related("preset", "requested_by", "parent", "api_token", "comfy_workflow").prefetch_related(
-            _runs_with_candidates()
+            _runs_with_candidates(request.GET.get("order") == "rating")
         )[:RUNS_ON_PAGE]
     )
     places = _queue_places() if any(run.status == GenerationRun.Status.QUEUED for run in runs) else {}
@@ -598,13 +606,13 @@ def candidate_publish(request: HttpRequest, pk: int) -> HttpResponse:
         "run": candidate.run,
         "article": candidate.run.article,
         "hero_size": "{}x{}".format(*settings.HOFFDESK_HERO_SIZE),
+        "alt_suggestion": suggestion,
         **_hero_size_offer(candidate),
     }
     return render(request, "gallery/publish.html", context, status=400 if form.errors else 200)
 
 
 def _hero_size_offer(candidate: Candidate) -> dict[str, object]:
-        "alt_suggestion": suggestion,
     """For a candidate too small for the hero: why, and whether Make hero size can fix it."""
     shortfall = hero_shortfall(candidate)
     return {"shortfall": shortfall, "can_enlarge": bool(shortfall) and can_make_hero_size(candidate)}

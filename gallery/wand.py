@@ -96,11 +96,15 @@ def article_wand(
     hires_upscaler: Any = None,
     hires_steps: Any = None,
     hires_denoise: Any = None,
+    draft: Any = None,
 ) -> GenerationRun:
     """Queue a hero run for ``article``; a given ``prompt`` is used as typed, the rest of the
     Magic Wand (preset, series seed) still applies. Bad input raises ``ValidationError`` naming
-    the field, and nothing is queued."""
+    the field, and nothing is queued. ``draft`` None: the preset's ``drafts_by_default`` (never for a
+    ComfyUI preset, whose graph sets its own steps)."""
     chosen = wand_preset(article=article, style=style, preset=preset)
+    if draft is None:
+        draft = bool(chosen and chosen.drafts_by_default and not chosen.comfy_workflow_id)
     series = series_for(article=article)
     if seed in (None, "") and series is not None and series.seed is not None:
         seed = series.seed
@@ -124,6 +128,7 @@ def article_wand(
         hires_upscaler=hires_upscaler,
         hires_steps=hires_steps,
         hires_denoise=hires_denoise,
+        draft=draft,
         prompt_source=source,
         prompt_template=template,
         prompt_note=note,

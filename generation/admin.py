@@ -141,9 +141,10 @@ class ComfyWorkflowAdmin(admin.ModelAdmin):
 @admin.register(StylePreset)
 class StylePresetAdmin(admin.ModelAdmin):
     list_display = [
-        "name", "model_profile", "comfy_workflow", "image_style", "output_size", "steps", "guidance", "position"
+        "name", "model_profile", "comfy_workflow", "image_style", "drafts_by_default", "output_size", "steps",
+        "guidance", "position",
     ]  # fmt: skip
-    list_filter = ["image_style", "model_profile"]
+    list_filter = ["image_style", "model_profile", "drafts_by_default"]
     prepopulated_fields = {"slug": ["name"]}
 
 

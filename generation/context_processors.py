@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Any
@@ -48,13 +49,16 @@ def engine_notice(request: HttpRequest) -> dict[str, Any]:
     every 30 s) when the configured ComfyUI server does not answer, and (one query, the generate
     form) which models will run on a stand-in because no GPU worker has their weights."""
     from generation.demo import demo_notice_due, stand_in_notes
-    from generation.health import gpu_worker_silent
+    from generation.health import gpu_worker_banner
 
     profile = get_profile(settings.HOFFDESK_DEFAULT_MODEL)
+    banner = functools.cache(gpu_worker_banner)
     return {
         "default_profile": profile,
         "demo_mode": lambda: demo_notice_due(profile),  # only when a page asks
-        "gpu_worker_silent": gpu_worker_silent,
+        # One query for both banner lines, only when a page shows them.
+        "gpu_worker_silent": lambda: banner()[0],
+        "gpu_worker_loading": lambda: banner()[1],  # "FLUX.1-dev (4-bit nf4) (40 s)" while it loads
         "comfyui_down": comfyui_down,
         "stand_in_notes": stand_in_notes,
     }

@@ -4,7 +4,9 @@ Each django-q2 worker process starts a daemon thread at ``post_spawn`` that upse
 ``WorkerHeartbeat`` every ``HOFFDESK_HEARTBEAT_INTERVAL`` seconds with the database's clock, so
 an idle GPU worker is visible too (a run's own heartbeat exists only while it runs). A GPU
 worker's beat also says which profiles it can run from its own models folder
-(``generation.demo.worker_profiles``), so the web can tell before queueing what a run will use.
+(``generation.demo.worker_profiles``), so the web can tell before queueing what a run will use,
+and which model it holds loaded or is loading now (``worker_models``, told by the engine's
+pipeline cache), so the banner says "loading FLUX.1-dev (40 s)" rather than nothing.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from datetime import timedelta
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import connection
@@ -23,6 +25,10 @@ from django.utils import timezone
 
 from generation.demo import installed_upscalers, worker_profiles
 from generation.models import WorkerHeartbeat, worker_identity
+from generation.profiles import UnknownProfile, get_profile
+
+if TYPE_CHECKING:
+    from generation.profiles import ModelProfile
 
 logger = logging.getLogger(__name__)
 
@@ -70,14 +76,60 @@ def comfyui_banner() -> str:
     )
 
 
+class WorkerModels:
+    """The model this worker process holds loaded and the one it is loading, since when.
+
+    The engine's ``PipelineCache`` tells it (``loading``/``loaded``: the loader's listener), each
+    time written at once by a beat of its own, so the banner shows a load as it starts, not a
+    heartbeat interval later; the WorkerBeat thread writes it on every beat after that.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.loaded_profile = ""
+        self.loading_profile = ""
+        self.loading_since: datetime | None = None
+
+    def loading(self, profile: ModelProfile) -> None:
+        with self._lock:
+            self.loading_profile, self.loading_since = profile.name, timezone.now()
+        self._beat_now()
+
+    def loaded(self, profile: ModelProfile | None) -> None:
+        with self._lock:
+            self.loaded_profile = profile.name if profile is not None else ""
+            self.loading_profile, self.loading_since = "", None
+        self._beat_now()
+
+    def fields(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "loaded_profile": self.loaded_profile,
+                "loading_profile": self.loading_profile,
+                "loading_since": self.loading_since,
+            }
+
+    def _beat_now(self) -> None:
+        try:
+            worker_beat(GPU_CLUSTER)
+        except Exception:  # the WorkerBeat thread writes it on its next beat
+            logger.warning("writing the worker's model state failed; the next beat writes it", exc_info=True)
+            connection.close()
+
+
+worker_models = WorkerModels()
+
+
 def worker_beat(cluster: str) -> None:
     """Record that this worker process is alive, on the database's clock, and (a GPU worker)
-    which profiles it can run now: weights fetched while it runs count from the next beat."""
+    which profiles it can run now (weights fetched while it runs count from the next beat) and
+    which model it has loaded or is loading."""
     identity = worker_identity()
     values: dict[str, Any] = {"cluster": cluster, "seen_at": Now()}
     if cluster == GPU_CLUSTER:
         values["profiles"] = worker_profiles()
         values["upscalers"] = installed_upscalers()
+        values.update(worker_models.fields())
     updated = WorkerHeartbeat.objects.filter(worker=identity).update(**values)
     if not updated:
         WorkerHeartbeat.objects.update_or_create(worker=identity, defaults=values)
@@ -141,9 +193,40 @@ def gpu_workers(cluster: str = GPU_CLUSTER) -> list[dict[str, Any]]:
                 "age_seconds": round(max(0.0, (now - beat.seen_at).total_seconds()), 1),
                 "profiles": beat.profiles,
                 "upscalers": beat.upscalers,
+                "loaded_profile": beat.loaded_profile,
+                "loading_profile": beat.loading_profile,
+                "loading_seconds": _seconds_since(beat.loading_since, now) if beat.loading_profile else None,
             }
         )
     return listed
+
+
+def _seconds_since(when: datetime | None, now: datetime) -> int | None:
+    return None if when is None else max(0, round((now - when).total_seconds()))
+
+
+def gpu_worker_banner() -> tuple[bool, str]:
+    """The dashboard banner's two facts from the newest GPU worker's beat, in one query: whether
+    none has been seen for a minute, and what it is loading now with the seconds so far
+    ("FLUX.1-dev (4-bit nf4) (40 s)"; "" when it loads nothing)."""
+    beat, age = newest_worker()
+    if beat is None or age is None or age > WORKER_SILENT_AFTER.total_seconds():
+        return True, ""
+    if not beat.loading_profile:
+        return False, ""
+    try:
+        label = get_profile(beat.loading_profile).label
+    except UnknownProfile:
+        label = beat.loading_profile
+    seconds = round(max(0.0, (timezone.now() - beat.loading_since).total_seconds())) if beat.loading_since else None
+    return False, f"{label} ({seconds} s)" if seconds is not None else label
+
+
+def gpu_worker_loaded_profile() -> str | None:
+    """The profile the newest live GPU worker holds loaded (None: none seen, or none loaded):
+    what the queue's order (``GenerationRun.claim_order``) prefers next. One query."""
+    beat = WorkerHeartbeat.live(GPU_CLUSTER).only("loaded_profile").first()
+    return (beat.loaded_profile or None) if beat is not None else None
 
 
 def gpu_worker_silent() -> bool:

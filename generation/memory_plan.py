@@ -70,6 +70,8 @@ RUNTIME_OVERHEAD_GIB = 0.5
 DEFAULT_T5_TOKENS = {"flux": 512, "sd3": 256}
 
 STRATEGIES = ("gpu", "model_cpu_offload", "group_offload", "sequential_cpu_offload")
+# What a worker without CUDA runs: everything on the CPU, nothing to plan or apply.
+CPU_STRATEGY = "cpu"
 
 
 class MemoryPlanError(ValueError):
@@ -289,6 +291,10 @@ def plan_memory(
     smallest = float("inf")
     for strategy in STRATEGIES:
         for t5_on_cpu in (False, True) if has_t5 else (False,):
+            if t5_on_cpu and strategy == "model_cpu_offload":
+                # diffusers refuses model offload beside a group-offloaded module, which is how
+                # the loader keeps a T5 on the CPU; group offload (next) is the placement for it.
+                continue
             for tiled in (False, True):
                 peak = _peak_bytes(profile, width, height, images, strategy, t5_on_cpu=t5_on_cpu, tiled=tiled)
                 smallest = min(smallest, peak)
@@ -299,3 +305,13 @@ def plan_memory(
         f"{profile.label} at {width}x{height} needs at least {smallest / GIB:.2f} GiB of GPU memory "
         f"(sequential offload); this card has {card_gib:g} GiB with {headroom_gib:g} GiB kept free"
     )
+
+
+def cpu_plan() -> MemoryPlan:
+    """A worker without CUDA: the whole pipeline on the CPU, nothing applied (label "CPU")."""
+    return MemoryPlan(CPU_STRATEGY, t5_on_cpu=False, vae_tiling=False, peak_gib=0.0, label="CPU")
+
+
+def small_model_plan() -> MemoryPlan:
+    """A tiny random-weight model on a GPU: a few MB, so everything goes on the card unplanned."""
+    return MemoryPlan("gpu", t5_on_cpu=False, vae_tiling=False, peak_gib=0.0, label="everything on GPU")

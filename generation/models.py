@@ -94,6 +94,7 @@ class StylePreset(models.Model):
         related_name="presets",
         help_text="Run on the ComfyUI server with this workflow instead of the diffusers worker.",
     )
+
     class ReviewPolicy(models.TextChoices):
         MANUAL = "manual", "Manual: an editor approves and publishes"
         AUTO_APPROVE = "auto_approve", "Auto-approve: the first candidate of each run is approved"
@@ -292,7 +293,8 @@ class GenerationRun(ConditionalTransitions):
     memory_plan = models.CharField(max_length=200, blank=True)
     peak_vram_bytes = models.PositiveBigIntegerField(null=True, blank=True)
     # GPU energy the run used: the board's counter (NVML) read before and after, or
-    # HOFFDESK_GPU_WATTS x GPU seconds with ``energy_estimated`` set. None: not measured (CPU).
+    # HOFFDESK_GPU_WATTS x GPU seconds with ``energy_estimated`` set (a CPU or demo worker records
+    # this estimate too, labelled as such). None: HOFFDESK_GPU_WATTS=0, or a cloud run.
     energy_joules = models.FloatField(null=True, blank=True)
     energy_estimated = models.BooleanField(default=False)
     # A run made by the cloud engine (OpenAI Images API): what it cost in the price table's
@@ -338,6 +340,12 @@ class GenerationRun(ConditionalTransitions):
     @property
     def runs_on_comfyui(self) -> bool:
         return self.comfy_workflow_id is not None
+
+    @property
+    def runs_in_cloud(self) -> bool:
+        """Made by the cloud engine (``generation.cloud``): its price was taken from the budget
+        when it was queued. No seed: its images cannot be made again."""
+        return self.cloud_cost is not None
 
     @property
     def profile_to_run(self) -> str:
@@ -436,6 +444,47 @@ class GenerationRun(ConditionalTransitions):
             **changes,
         )
 
+    @classmethod
+    def claim_order(cls, *, loaded: str | None, switch_wait: float, limit: int | None = None) -> list[int]:
+        """The queued runs' ids in the order a GPU worker holding ``loaded`` takes them (issue 18,
+        item 6): a run that has waited longer than ``switch_wait`` seconds first (the oldest of
+        them), else the oldest run of the model loaded now, else the oldest; each pick becomes the
+        loaded model for the next. A ComfyUI run loads nothing here, so it never costs a switch.
+        Cloud runs are not in it: the light cluster takes them, first come first served.
+
+        One rule for the claim (``run_generate`` takes the first) and for the queue places the
+        dashboard shows, so a place is what happens if nothing else is queued meanwhile. One query.
+        """
+        cutoff = timezone.now() - timedelta(seconds=switch_wait)
+        rows = cls.objects.filter(status=cls.Status.QUEUED, cloud_cost__isnull=True).order_by("queued_at", "pk")
+        waiting = [
+            (pk, engine or model, comfy is not None, queued_at)
+            for pk, engine, model, comfy, queued_at in rows.values_list(
+                "pk", "engine_profile", "model_profile", "comfy_workflow_id", "queued_at"
+            )
+        ]
+        order: list[int] = []
+        current = loaded
+        while waiting and (limit is None or len(order) < limit):
+            pick = next((row for row in waiting if row[3] <= cutoff), None)
+            if pick is None and current:
+                pick = next((row for row in waiting if row[1] == current or row[2]), None)
+            pick = pick or waiting[0]
+            waiting.remove(pick)
+            order.append(pick[0])
+            if not pick[2]:
+                current = pick[1]
+        return order
+
+    @classmethod
+    def queue_places(cls, *, loaded: str | None, switch_wait: float) -> dict[int, int]:
+        """Place in its queue of every queued run (1 = next): the GPU queue in ``claim_order``, the
+        cloud runs (the light cluster's) in their own first-come first-served order."""
+        places = {pk: place for place, pk in enumerate(cls.claim_order(loaded=loaded, switch_wait=switch_wait), 1)}
+        cloud = cls.objects.filter(status=cls.Status.QUEUED, cloud_cost__isnull=False).order_by("queued_at", "pk")
+        places.update({pk: place for place, pk in enumerate(cloud.values_list("pk", flat=True), start=1)})
+        return places
+
     def live_attempt(self) -> Q:
         """This attempt still holds the run: it is running and no one claimed it again since.
 
@@ -471,6 +520,20 @@ class GenerationRun(ConditionalTransitions):
         """Write the heartbeat on the database's clock (a worker's own clock may be off); False
         when the run is no longer running in this attempt."""
         return GenerationRun.objects.filter(self.live_attempt()).update(heartbeat_at=Now()) == 1
+
+    def record_energy(self, joules: float | None, *, watts: float, attempt: int) -> bool:
+        """The GPU energy of attempt ``attempt``'s success: ``joules`` read from the card's
+        counter, or (None) ``watts`` x the run's recorded GPU seconds, marked as an estimate
+        (0 watts: nothing). Never on a cloud run, whose price is its cost. One UPDATE."""
+        rows = GenerationRun.objects.filter(
+            pk=self.pk, status=self.Status.SUCCEEDED, attempts=attempt, cloud_cost__isnull=True
+        )
+        if joules is not None:
+            return rows.update(energy_joules=joules, energy_estimated=False) == 1
+        if watts <= 0:
+            return False
+        estimate = ExpressionWrapper(F("gpu_seconds") * watts, output_field=models.FloatField())
+        return rows.filter(gpu_seconds__isnull=False).update(energy_joules=estimate, energy_estimated=True) == 1
 
     def succeed(self, load_seconds: float, gpu_seconds: float) -> bool:
         return self._transition(
@@ -673,6 +736,22 @@ class CloudSpend(models.Model):
 
     def __str__(self) -> str:
         return f"cloud spend {self.month:%Y-%m}: {self.spent}"
+
+    @classmethod
+    def take(cls, *, month: Any, amount: Any, images: int, budget: Any) -> bool:
+        """Add ``amount`` to ``month``'s spend if it stays within ``budget``: one conditional
+        UPDATE, so two requests at once can never both pass it. False: refused, nothing written."""
+        cls.objects.get_or_create(month=month)
+        return bool(
+            cls.objects.filter(month=month, spent__lte=budget - amount).update(
+                spent=F("spent") + amount, images=F("images") + images
+            )
+        )
+
+    @classmethod
+    def give_back(cls, *, month: Any, amount: Any, images: int) -> None:
+        """Return what a request took for images the cloud never made (it failed first)."""
+        cls.objects.filter(month=month).update(spent=F("spent") - amount, images=F("images") - images)
 
 
 class RunPreview(models.Model):

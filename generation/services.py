@@ -92,12 +92,14 @@ def run_submit(
     hires_denoise: Any = None,
     source_candidate: Candidate | None = None,
     comfy_workflow: Any = None,
+    draft: Any = False,
+    draft_cache: dict[str, Any] | None = None,
 ) -> GenerationRun:
     """Validate, create the run and queue it once the transaction commits.
 
     Without a prompt, the newest ``hero`` template is filled in from the article and preset.
     ``prompt_source``, ``prompt_template`` and ``prompt_note`` record where a given prompt came
-    from (the Magic Wand passes them).
+    from (the Magic Wand passes them). ``draft``: a fast first look (``generation.drafts``).
     """
     preset = preset or (preset_for_article(article=article) if article is not None else None)
     template = prompt_template
@@ -112,6 +114,8 @@ def run_submit(
         prompt_source = "typed"
     if negative_prompt is None:
         negative_prompt = preset.negative_prompt if preset else ""
+    # A Final render names its source candidate too, but makes a whole new image.
+    enlarge_only = source_candidate is not None and regenerate_mode != RegenerateMode.FINAL
     params = run_validate(
         model=model,
         prompt=prompt,
@@ -129,10 +133,12 @@ def run_submit(
         hires_upscaler=hires_upscaler,
         hires_steps=hires_steps,
         hires_denoise=hires_denoise,
-        enlarge_only=source_candidate is not None,
+        enlarge_only=enlarge_only,
         comfy_workflow=comfy_workflow,
+        draft=draft,
+        draft_cache=draft_cache,
     )
-    first_pass = 0 if source_candidate is not None else params.steps
+    first_pass = 0 if enlarge_only else params.steps
     user = requested_by if getattr(requested_by, "is_authenticated", False) else None
     with transaction.atomic():
         if user is not None:
@@ -216,10 +222,14 @@ def run_regenerate(
     ``variations``: the candidate's seed blended with new seeds at ``variation_strength``.
     ``upscale`` ("Make hero size"): the candidate's own image, enlarged to at least the hero's
     generation size by the hires pass on the source's model and seed, no new composition.
-    Count and model may change in every mode but ``upscale``; a blank value keeps the source's.
+    ``final`` (Final render, draft runs only): the candidate's seed and the draft's prompt at full
+    quality, no cache. A draft's other regenerations stay drafts.
+    Count and model may change in every mode but ``upscale`` and ``final``; a blank value keeps the source's.
     """
     if mode not in RegenerateMode.values:
         raise ValidationError({"mode": f"mode must be one of {', '.join(RegenerateMode.values)}, not {mode!r}."})
+    if source.runs_in_cloud:
+        raise ValidationError({"mode": _cloud_regenerate_refusal(source, mode)})
     if mode in CANDIDATE_ONLY_MODES and candidate is None:
         raise ValidationError({"mode": f"{RegenerateMode(mode).label.split(':')[0]} needs a candidate to start from."})
     if candidate is not None and candidate.run_id != source.pk:
@@ -233,6 +243,8 @@ def run_regenerate(
         "steps": source.steps if steps in (None, "") else steps,
         "guidance": source.guidance if guidance in (None, "") else guidance,
         "count": source.count if count in (None, "") else count,
+        # A draft's regenerations are drafts too (Final render is the way to full quality).
+        "draft": source.draft,
         # A size made for another model may not suit this one: then the new model's own size.
         "width": source.width if same_model else None,
         "height": source.height if same_model else None,
@@ -246,6 +258,7 @@ def run_regenerate(
             seed=source.base_seed,
             variation_strength=source.variation_strength if source.is_variation else None,
             variation_seed=source.variation_seed,
+            draft_cache=source.draft_cache or None,
         )
     elif mode == RegenerateMode.COMPOSE:
         assert candidate is not None
@@ -274,6 +287,15 @@ def run_regenerate(
             hires_denoise=hires_denoise,
             hires_upscaler=hires_upscaler,
         )
+    elif mode == RegenerateMode.FINAL:
+        assert candidate is not None
+        return _final_render(
+            source=source,
+            candidate=candidate,
+            requested_by=requested_by,
+            requested_via=requested_via,
+            api_token=api_token,
+        )
     # The hires pass: what is asked for now, else the source's (a recipe kept), else (another
     # model) that model's preset's. hires_scale 0 turns it off.
     keep = same_model or mode == RegenerateMode.EXACT
@@ -296,6 +318,58 @@ def run_regenerate(
         requested_via=requested_via,
         api_token=api_token,
         **values,
+    )
+
+
+def _cloud_regenerate_refusal(source: GenerationRun, mode: str) -> str:
+    """A cloud run (``generation.cloud``) has no seed to re-run; more of it costs money, which
+    the Make in the cloud button asks for with the price shown first."""
+    made = f"run {source.pk} was made in the cloud ({source.model_profile})"
+    if mode == RegenerateMode.MORE:
+        return f"More like this is not offered: {made}; press Make in the cloud again, it shows the price first."
+    return f"{RegenerateMode(mode).short_label} needs a seed, and {made}, which has none: it cannot be made again."
+
+
+def _final_render(
+    *, source: GenerationRun, candidate: Candidate, requested_by: Any, requested_via: str, api_token: Any
+) -> GenerationRun:
+    """Final render: the draft candidate's seed (and variation seed) with the draft's prompt, size,
+    guidance and hires pass, at full quality: the preset's (else the model's) full steps and no
+    cache, one candidate. The editor culls cheap drafts and pays the full price for the keeper
+    only; whatever else was asked (prompt, steps, count) is ignored, so the keeper stays the keeper."""
+    if not source.draft:
+        raise ValidationError(
+            {"mode": f"Final render is for a draft's candidates; run {source.pk} is not a draft (try an exact re-run)."}
+        )
+    variation: dict[str, Any] = {}
+    if source.is_variation:
+        assert source.variation_seed is not None
+        variation = {
+            "variation_seed": source.variation_seed + candidate.index,
+            "variation_strength": source.variation_strength,
+        }
+    return run_submit(
+        article=source.article,
+        model=source.model_profile,
+        requested_by=requested_by,
+        parent=source,
+        regenerate_mode=RegenerateMode.FINAL,
+        requested_via=requested_via,
+        api_token=api_token,
+        prompt=source.prompt,
+        negative_prompt=source.negative_prompt,
+        preset=source.preset,
+        guidance=source.guidance,
+        seed=candidate.seed,
+        count=1,
+        width=source.width,
+        height=source.height,
+        hires_scale=source.hires_scale if source.hires_scale is not None else 0,
+        hires_steps=source.hires_steps,
+        hires_denoise=source.hires_denoise,
+        hires_upscaler=source.hires_upscaler,
+        source_candidate=candidate,
+        **variation,
     )
 
 
@@ -362,7 +436,8 @@ def run_enqueue(*, run: GenerationRun) -> None:
             run_id,
             task_name=run_task_name(run_id),
             group="generation",
-            cluster=gpu_queue_name(),
+            # A cloud run needs no GPU: the light cluster calls the API (generation/cloud.py).
+            cluster="light" if run.runs_in_cloud else gpu_queue_name(),
         )
     )
 

@@ -1,10 +1,12 @@
-"""Worker start: recover runs that a dead worker left ``running``; file cleanup on delete."""
+"""Worker start: the heartbeat thread, the model preload (GPU worker), recovery of runs that a dead
+worker left ``running``; file cleanup on delete."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
@@ -19,11 +21,15 @@ logger = logging.getLogger(__name__)
 def recover_runs_on_worker_start(sender: Any, proc_name: str, **kwargs: Any) -> None:
     from django_q.conf import Conf
 
-    from generation.health import WorkerBeat
+    from generation.health import GPU_CLUSTER, WorkerBeat
+    from generation.preload import Preload
     from generation.recovery import runs_recover_orphaned
     from generation.tasks import runs_record_unrecorded_failures
 
     WorkerBeat(str(Conf.CLUSTER_NAME), chores=[runs_record_unrecorded_failures]).start()
+    if str(Conf.CLUSTER_NAME) == GPU_CLUSTER and settings.HOFFDESK_PRELOAD:
+        # Beside the beat, never in its way: the heartbeat says "loading" meanwhile.
+        Preload().start()
 
     try:
         recovered = runs_recover_orphaned()

@@ -19,6 +19,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, close_old
 from django_q.exceptions import TimeoutException
 
 from generation.demo import WeightsMissing, worker_engine_profile
+from generation.energy import counter_now, energy_between
 from generation.models import Candidate, GenerationRun, candidate_file_name, candidate_storage
 from generation.policies import run_apply_review_policy
 from generation.profiles import UnknownProfile, get_profile
@@ -42,17 +43,53 @@ _cache: PipelineCache | None = None
 
 
 def engine_cache() -> PipelineCache:
-    """The worker process's warm pipelines (made on first use)."""
+    """The worker process's warm pipelines (made on first use; the preload thread at worker
+    start and the first task may ask at once, hence the lock), placed by the memory plan, and
+    telling the heartbeat what is loading (``generation.health.worker_models``)."""
     global _cache
-    if _cache is None:
-        import torch
+    with _cache_lock:
+        if _cache is None:
+            import torch
 
-        from generation.engine.loader import PipelineCache
+            from generation.engine.loader import PipelineCache
+            from generation.health import worker_models
 
-        if settings.HOFFDESK_TORCH_THREADS:
-            torch.set_num_threads(settings.HOFFDESK_TORCH_THREADS)
-        _cache = PipelineCache(settings.HOFFDESK_MODELS_DIR)
-    return _cache
+            if settings.HOFFDESK_TORCH_THREADS:
+                torch.set_num_threads(settings.HOFFDESK_TORCH_THREADS)
+            _cache = PipelineCache(
+                settings.HOFFDESK_MODELS_DIR,
+                vram_gib=settings.HOFFDESK_VRAM_GIB or None,
+                headroom_gib=settings.HOFFDESK_VRAM_HEADROOM_GIB,
+                listener=worker_models,
+                load_delay=settings.HOFFDESK_TEST_LOAD_DELAY,
+            )
+        return _cache
+
+
+_cache_lock = threading.Lock()
+# A claim lost to another worker picks the next best run this many times before giving up.
+CLAIM_TRIES = 3
+
+
+def _run_to_take(run_id: int) -> int:
+    """The run this task claims: the first in ``GenerationRun.claim_order`` for the model this
+    process holds (loaded model first within ``HOFFDESK_SWITCH_WAIT``), which may be another
+    queued run than the task's own; that one's task then takes the next. One task still runs one
+    run, and a queued run always has a task (its own, or one it lent). Its own run when nothing
+    is queued (the claim then says why not). The light cluster's cloud runs keep their own order:
+    never reordered, and never a GPU run taken by a cloud run's task or the other way round."""
+    from django_q.conf import Conf
+
+    if str(Conf.CLUSTER_NAME) != str(settings.Q_CLUSTER["name"]):
+        return run_id
+    if GenerationRun.objects.filter(pk=run_id, cloud_cost__isnull=False).exists():
+        return run_id
+    loaded = _cache.current if _cache is not None else None
+    best = GenerationRun.claim_order(loaded=loaded, switch_wait=settings.HOFFDESK_SWITCH_WAIT, limit=1)
+    if best and best[0] != run_id:
+        logger.info("task of run %s takes run %s first (loaded model: %s)", run_id, best[0], loaded or "none")
+        return best[0]
+    return run_id
 
 
 class _Heartbeat(threading.Thread):
@@ -115,7 +152,10 @@ def _progress_reporter(run: GenerationRun) -> Any:
         if not wanted:
             raise Cancelled
 
-    return on_step
+    from generation.previews import PreviewingProgress
+
+    # The same callback, taking the engine's live previews too (every HOFFDESK_PREVIEW_EVERY steps).
+    return PreviewingProgress(run_id=run.pk, on_step=on_step)
 
 
 def _drop_connection() -> None:
@@ -147,18 +187,24 @@ def run_generate(run_id: int) -> str:
     except Exception:
         logger.exception("run %s: the orphan sweep before the claim failed; claiming anyway", run_id)
         close_old_connections()
-    run = GenerationRun.objects.filter(pk=run_id).first()
-    if run is None:
-        return "gone"
-    engine_profile, engine_note, refusal = _engine_choice(run)
-    if not run.claim(
-        settings.HOFFDESK_RUN_MAX_ATTEMPTS,
-        engine_profile=engine_profile,
-        engine_note=engine_note,
-        timeout=settings.HOFFDESK_TASK_TIMEOUT,
-    ):
-        logger.info("run %s not claimed: it is %s", run_id, run.status)
-        return f"not claimed: {run.status}"
+    for _ in range(CLAIM_TRIES):
+        chosen = _run_to_take(run_id)
+        run = GenerationRun.objects.filter(pk=chosen).first()
+        if run is None:
+            return "gone"
+        engine_profile, engine_note, refusal = _engine_choice(run)
+        if run.claim(
+            settings.HOFFDESK_RUN_MAX_ATTEMPTS,
+            engine_profile=engine_profile,
+            engine_note=engine_note,
+            timeout=settings.HOFFDESK_TASK_TIMEOUT,
+        ):
+            break
+        logger.info("run %s not claimed: it is %s", chosen, run.status)
+        if chosen == run_id:
+            return f"not claimed: {run.status}"
+    else:
+        return "not claimed: another worker took each run first"
     attempt = run.attempts
     if refusal:
         logger.warning("run %s failed: %s", run.pk, refusal)
@@ -180,7 +226,11 @@ def run_generate(run_id: int) -> str:
         )
         heartbeat = _Heartbeat(run)
         heartbeat.start()
-        return _execute(run)
+        energy_before = counter_now(settings.HOFFDESK_ENERGY_READER)
+        outcome = _execute(run)
+        if outcome == "succeeded":
+            _record_energy(run, attempt=attempt, before=energy_before)
+        return outcome
     except Exception as exc:
         return _fail_after_error(run, exc, attempt=attempt)
     except TimeoutException:
@@ -193,13 +243,26 @@ def run_generate(run_id: int) -> str:
         if heartbeat is not None:
             heartbeat.stopped.set()
             heartbeat.join()
+        _discard_previews(run)
+
+
+def _discard_previews(run: GenerationRun) -> None:
+    """The attempt ended, whatever its end: its live previews go (previews are not kept). A
+    database error leaves them to the periodic sweep; it never changes the run's outcome."""
+    from generation.previews import previews_delete
+
+    try:
+        previews_delete(run_id=run.pk)
+    except DatabaseError:
+        logger.warning("run %s: deleting its previews failed; the sweep deletes them", run.pk, exc_info=True)
+        _drop_connection()
 
 
 def _engine_choice(run: GenerationRun) -> tuple[str, str, str]:
     """What this worker runs for ``run``, decided from its own models folder (the web only
     guessed): (engine profile, note for the editor when a stand-in runs, refusal or "").
     A ComfyUI run needs no weights here: its profile only set the limits."""
-    if run.runs_on_comfyui:
+    if run.runs_on_comfyui or run.runs_in_cloud:
         return run.model_profile, "", ""
     try:
         profile = get_profile(run.model_profile)
@@ -248,6 +311,18 @@ def runs_sweep() -> dict[str, list[int]]:
         done["requeued"] = runs_requeue_lost()
     except Exception:
         logger.exception("periodic sweep: queueing lost runs again failed")
+    try:
+        from generation.previews import previews_delete_finished
+
+        previews_delete_finished()  # what a worker that died mid-run left
+    except Exception:
+        logger.exception("periodic sweep: deleting the previews of finished runs failed")
+    try:
+        from generation.cloud import cloud_fallback_sweep
+
+        done.update(cloud_fallback_sweep())  # presets with cloud fallback: no GPU worker, or failed twice
+    except Exception:
+        logger.exception("periodic sweep: the cloud fallback failed")
     if done["recovered"] or done["requeued"]:
         logger.warning("periodic sweep: recovered %s, queued again %s", done["recovered"], done["requeued"])
     return done
@@ -425,9 +500,36 @@ def _png_with_recipe(png: bytes, recipe: dict[str, Any]) -> tuple[bytes, int, in
         return buffer.getvalue(), image.width, image.height
 
 
+def _execute_in_cloud(run: GenerationRun) -> str:
+    """The run's candidates from the cloud engine (``generation.cloud``), recorded like any
+    other; what the cloud did not make goes back to the month's budget. No torch on this path."""
+    from generation.cloud import CloudCancelled, CloudError, cloud_generate, cloud_give_back
+
+    attempt = run.attempts
+    try:
+        result = cloud_generate(run, run.record_progress)
+    except CloudCancelled as stopped:
+        run_cancel_and_discard(run=run, worker_stopped=True)
+        cloud_give_back(run=run, made=stopped.made)  # the images made were paid for, kept or not
+        run.refresh_from_db()
+        return run.status
+    except CloudError as exc:
+        logger.warning("run %s failed in the cloud: %s", run.pk, exc)
+        run.attempts = attempt
+        if run.fail(f"Cloud: {exc}"):
+            run_discard_files(run=run)
+            cloud_give_back(run=run, made=exc.made)
+        return "failed"
+    except Exception as exc:
+        return _fail_after_error(run, exc, attempt=attempt)
+    return _record_candidates(run, result)
+
+
 def _execute(run: GenerationRun) -> str:
     if run.runs_on_comfyui:
         return _execute_on_comfyui(run)
+    if run.runs_in_cloud:
+        return _execute_in_cloud(run)
     from generation.engine.generate import Cancelled, Recipe, generate
     from generation.engine.loader import EngineError
 
@@ -446,7 +548,10 @@ def _execute(run: GenerationRun) -> str:
         subseeds=tuple(run.variation_seeds) if run.variation_seeds else None,
         subseed_strength=run.variation_strength,
         **_hires_fields(run),
+        draft=run.draft,
+        draft_cache=run.draft_cache or None,
     )
+    _reset_peak_memory()
     try:
         sources = _enlargement_sources(run)
         result = generate(
@@ -472,7 +577,32 @@ def _execute(run: GenerationRun) -> str:
         return "failed"
     except Exception as exc:
         return _fail_after_error(run, exc, attempt=attempt)
+    finally:
+        _record_memory_plan(run, profile.name, attempt=attempt)
     return _record_candidates(run, result)
+
+
+def _reset_peak_memory() -> None:
+    from generation.engine.loader import reset_peak_memory
+
+    reset_peak_memory()
+
+
+def _record_memory_plan(run: GenerationRun, profile: str, *, attempt: int) -> None:
+    """The memory plan this attempt ran under, in the run card's one line, and the peak GPU memory
+    it reserved (None on a CPU), also for a run that failed (out of memory is when it matters)."""
+    from generation.engine.loader import peak_reserved_bytes
+
+    label = engine_cache().plan_label(profile)
+    try:
+        GenerationRun.objects.filter(pk=run.pk, attempts=attempt).update(
+            memory_plan=label, peak_vram_bytes=peak_reserved_bytes()
+        )
+    except DatabaseError:
+        logger.warning("run %s: recording its memory plan failed", run.pk, exc_info=True)
+        _drop_connection()
+        return
+    run.memory_plan = label
 
 
 def _hires_fields(run: GenerationRun) -> dict[str, Any]:
@@ -624,3 +754,17 @@ def _save_error_message(exc: OSError) -> str:
     elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         hint = " Check that the worker may write to the candidates folder, then make the run again."
     return f"Could not save the images: {reason}{where}.{hint}"
+
+
+def _record_energy(run: GenerationRun, *, attempt: int, before: float | None) -> None:
+    """The GPU energy of a run that succeeded: the counter's rise since ``before``, or the
+    ``HOFFDESK_GPU_WATTS`` estimate. A ComfyUI run used another machine's GPU, so this card's
+    counter says nothing about it: estimated. A failure here is logged, never the run's."""
+    try:
+        measured = None
+        if not run.runs_on_comfyui:
+            measured = energy_between(before, counter_now(settings.HOFFDESK_ENERGY_READER))
+        run.record_energy(measured, watts=settings.HOFFDESK_GPU_WATTS, attempt=attempt)
+    except Exception:
+        logger.warning("run %s: recording its energy failed", run.pk, exc_info=True)
+        _drop_connection()

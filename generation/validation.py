@@ -15,12 +15,14 @@ from __future__ import annotations
 import secrets
 import statistics
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from generation.demo import EngineChoice, WeightsMissing, engine_profile_expected, upscalers_available
+from generation.drafts import draft_cache_for, draft_steps
 from generation.models import ComfyWorkflow, GenerationRun, RegenerateMode, StylePreset
 from generation.profiles import (
     HIRES_MAX_EDGE,
@@ -66,6 +68,9 @@ class RunParameters:
     hires_denoise: float | None = None
     # A ComfyUI run: the workflow version it runs (``ComfyWorkflow``); None runs on diffusers.
     comfy_workflow: Any = None
+    # Draft mode (``generation.drafts``): fewer steps, and the transformer cache the worker applies.
+    draft: bool = False
+    draft_cache: dict[str, Any] = dataclass_field(default_factory=dict)
 
 
 # Seconds the checks before queueing wait for a ComfyUI server (an editor waits on them).
@@ -75,7 +80,12 @@ MIN_VARIATION_STRENGTH = 0.05
 MAX_VARIATION_STRENGTH = 0.5
 
 
-CANDIDATE_ONLY_MODES = (RegenerateMode.COMPOSE, RegenerateMode.VARIATIONS, RegenerateMode.UPSCALE)
+CANDIDATE_ONLY_MODES = (
+    RegenerateMode.COMPOSE,
+    RegenerateMode.VARIATIONS,
+    RegenerateMode.UPSCALE,
+    RegenerateMode.FINAL,
+)
 
 # The hires pass: how far it may enlarge, and what it does when a request turns it on without
 # saying more (AUTOMATIC1111's defaults are close: strength 0.7, same steps; ours keep the
@@ -96,6 +106,18 @@ def _as_int(value: Any, field: str, errors: dict[str, str]) -> int | None:
     except ValueError:
         errors[field] = f"{field} must be a whole number, not {value!r}."
         return None
+
+
+def _as_bool(value: Any, field: str, errors: dict[str, str]) -> bool:
+    """Yes or no from a form ("on"), a query string or JSON; blank is no."""
+    if value is None or value == "" or isinstance(value, bool):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text not in ("0", "false", "no", "off"):
+        errors[field] = f"{field} must be true or false, not {value!r}."
+    return False
 
 
 def _as_float(value: Any, field: str, errors: dict[str, str]) -> float | None:
@@ -160,6 +182,8 @@ def run_validate(
     hires_denoise: Any = None,
     enlarge_only: bool = False,
     comfy_workflow: Any = None,
+    draft: Any = False,
+    draft_cache: dict[str, Any] | None = None,
 ) -> RunParameters:
     """Check a request against its model profile, and against the stand-in that will run for it;
     ``ValidationError`` maps field -> message. Every field is checked before anything is derived
@@ -213,9 +237,11 @@ def run_validate(
     if "width" not in errors and "height" not in errors and not enlarge_only:
         _check_pixels(profile, engine, w, h, errors)
 
+    is_draft = _as_bool(draft, "draft", errors)
     n_steps = _as_int(steps, "steps", errors)
     if n_steps is None:
         n_steps = recipe.steps if recipe and recipe.steps else profile.default_steps
+        n_steps = draft_steps(n_steps) if is_draft else n_steps
     if "steps" not in errors:
         for limit in (profile, engine):
             if not 1 <= n_steps <= limit.max_steps:
@@ -268,6 +294,8 @@ def run_validate(
             errors, hires_scale=hires_scale, variation=strength is not None, enlarge_only=enlarge_only
         )
         hires = HiresPass()
+        if is_draft:
+            errors["draft"] = "A ComfyUI workflow run cannot be a draft: its graph sets its own steps and cache."
     elif not errors:
         first_pass = 0 if enlarge_only else n_steps
         _check_gpu_time(engine, w, h, first_pass, n, errors, hires=hires)
@@ -298,6 +326,9 @@ def run_validate(
         guidance=g,
         base_seed=s,
         count=n,
+        draft=is_draft,
+        # An exact re-run passes its source's cache; otherwise the engine's family decides it.
+        draft_cache=(dict(draft_cache) if draft_cache else draft_cache_for(engine.family)) if is_draft else {},
     )
 
 

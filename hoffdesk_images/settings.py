@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 from django.core.exceptions import ImproperlyConfigured
 
+from generation.cloud_prices import cloud_price_table
 from generation.profiles import all_profiles, comfyui_checkpoint_table
 from hoffdesk_images.env import (
     envbool,
@@ -457,10 +458,10 @@ HOFFDESK_PUBLISH_FORMATS = envlist("HOFFDESK_PUBLISH_FORMATS", ["webp", "jpeg", 
 HOFFDESK_PUBLISH_QUALITY = envint("HOFFDESK_PUBLISH_QUALITY", 82, minimum=1)
 HOFFDESK_PUBLISH_MAX_ATTEMPTS = envint("HOFFDESK_PUBLISH_MAX_ATTEMPTS", 4, minimum=1)
 HOFFDESK_PUBLISH_RETRY_SECONDS = envfloat("HOFFDESK_PUBLISH_RETRY_SECONDS", 2.0)
-
 # The social card's title font (gallery/social_card.py): a .ttf/.otf path; empty: the vendored
 # DejaVu Sans Bold in static/fonts/.
 HOFFDESK_CARD_FONT = envstr("HOFFDESK_CARD_FONT", "").strip()
+
 # --- generation -----------------------------------------------------------------------------
 
 HOFFDESK_MODELS_DIR = envpath("HOFFDESK_MODELS_DIR", DATA_DIR / "models")
@@ -479,11 +480,11 @@ if HOFFDESK_DEMO not in ("auto", "true", "false"):
 HOFFDESK_OLLAMA_URL = envstr("HOFFDESK_OLLAMA_URL", "").rstrip("/")
 HOFFDESK_OLLAMA_MODEL = envstr("HOFFDESK_OLLAMA_MODEL", "llama3.2")
 HOFFDESK_OLLAMA_TIMEOUT = envfloat("HOFFDESK_OLLAMA_TIMEOUT", 15.0)
-# Optional ComfyUI server as a second engine (generation/comfyui.py): its base URL (empty: no
 # Optional vision model on that Ollama server for the publish page's alt text suggestion
 # (gallery/alt_text.py; empty: the template suggestion), and how long the page waits for it.
 HOFFDESK_OLLAMA_VISION_MODEL = envstr("HOFFDESK_OLLAMA_VISION_MODEL", "").strip()
 HOFFDESK_OLLAMA_VISION_TIMEOUT = envfloat("HOFFDESK_OLLAMA_VISION_TIMEOUT", 8.0)
+# Optional ComfyUI server as a second engine (generation/comfyui.py): its base URL (empty: no
 # ComfyUI) and a bearer token for a server behind an auth proxy (also from HOFFDESK_COMFYUI_TOKEN_FILE).
 HOFFDESK_COMFYUI_URL = envstr("HOFFDESK_COMFYUI_URL", "").strip().rstrip("/")
 if HOFFDESK_COMFYUI_URL and not HOFFDESK_COMFYUI_URL.startswith(("http://", "https://")):
@@ -499,6 +500,8 @@ except ValueError as exc:
 HOFFDESK_RUN_MAX_ATTEMPTS = envint("HOFFDESK_RUN_MAX_ATTEMPTS", 3, minimum=1)
 # Progress is written at most this often (seconds); the cancel flag is read at the same time.
 HOFFDESK_PROGRESS_INTERVAL = envfloat("HOFFDESK_PROGRESS_INTERVAL", 0.5)
+# Live previews: the worker decodes one every this many steps (0: none), at most one per 0.5 s.
+HOFFDESK_PREVIEW_EVERY = envint("HOFFDESK_PREVIEW_EVERY", 2, minimum=0)
 # A running run whose worker has been silent this long is taken as orphaned.
 HOFFDESK_HEARTBEAT_INTERVAL = envfloat("HOFFDESK_HEARTBEAT_INTERVAL", 10.0, minimum=0.1)
 HOFFDESK_STALE_AFTER = envfloat("HOFFDESK_STALE_AFTER", 120.0, minimum=1.0)
@@ -511,6 +514,64 @@ HOFFDESK_IMAGE_API_WAIT = envfloat("HOFFDESK_IMAGE_API_WAIT", 300.0, minimum=1.0
 HOFFDESK_IMAGE_URL_SECONDS = envint("HOFFDESK_IMAGE_URL_SECONDS", 3600, minimum=1)
 # torch threads in the worker; 0 keeps torch's default. Fix it for byte-identical CPU output.
 HOFFDESK_TORCH_THREADS = envint("HOFFDESK_TORCH_THREADS", 0, minimum=0)
+# The GPU memory plan (issue 18): the card's size in GiB (0: what torch.cuda.mem_get_info finds
+# free), and the GiB always left free for the desktop and other programs.
+HOFFDESK_VRAM_GIB = envfloat("HOFFDESK_VRAM_GIB", 0.0)
+HOFFDESK_VRAM_HEADROOM_GIB = envfloat("HOFFDESK_VRAM_HEADROOM_GIB", 1.0)
+# The GPU worker loads the default (or the last day's most used) model when it starts.
+HOFFDESK_PRELOAD = envbool("HOFFDESK_PRELOAD", True)
+# The worker takes runs of its loaded model first, but never passes a run over for longer than this (s).
+HOFFDESK_SWITCH_WAIT = envfloat("HOFFDESK_SWITCH_WAIT", 120.0)
+# Tests and bench/switching.py only: seconds slept in each model load, so a tiny model loads like a big one.
+HOFFDESK_TEST_LOAD_DELAY = envfloat("HOFFDESK_TEST_LOAD_DELAY", 0.0)
+
+# --- costs (the Costs page; issue 20) ------------------------------------------------------
+# One currency for the whole price table: electricity, the cloud prices and the cloud budget.
+HOFFDESK_CURRENCY = envstr("HOFFDESK_CURRENCY", "USD").strip() or "USD"
+# What one kWh costs, in HOFFDESK_CURRENCY.
+HOFFDESK_ELECTRICITY_PRICE = envfloat("HOFFDESK_ELECTRICITY_PRICE", 0.30)
+# A run's energy where the card's own counter cannot be read (no NVML): this many watts x its GPU
+# seconds, labelled as an estimate (350: an RTX 3080 Ti's board power). 0: record no estimate.
+HOFFDESK_GPU_WATTS = envfloat("HOFFDESK_GPU_WATTS", 350.0)
+# Which energy reader the GPU worker uses: "auto" (NVML when nvidia-ml-py and an NVIDIA GPU are
+# there, else the estimate), "estimate" (never NVML), or a class's dotted path (another vendor).
+HOFFDESK_ENERGY_READER = envstr("HOFFDESK_ENERGY_READER", "auto").strip() or "auto"
+if HOFFDESK_ENERGY_READER not in ("auto", "estimate") and not re.fullmatch(r"[\w.]+\.\w+", HOFFDESK_ENERGY_READER):
+    raise ImproperlyConfigured(
+        f"HOFFDESK_ENERGY_READER must be auto, estimate or a reader class's dotted path, not {HOFFDESK_ENERGY_READER!r}"
+    )
+# Per-image cloud prices (model=price, comma-separated) laid over OpenAI's published ones
+# (generation/cloud_prices.py), in HOFFDESK_CURRENCY.
+try:
+    HOFFDESK_CLOUD_PRICES = cloud_price_table(envstr("HOFFDESK_CLOUD_PRICES", ""))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"HOFFDESK_CLOUD_PRICES: {exc}") from None
+# The cloud engine (generation/cloud.py; issue 20): the OpenAI Images API through the official
+# client, opt-in. No key (also HOFFDESK_CLOUD_API_KEY_FILE): no cloud anywhere, not even a button.
+HOFFDESK_CLOUD_API_KEY = envsecret("HOFFDESK_CLOUD_API_KEY") or ""
+HOFFDESK_CLOUD_MODEL = envstr("HOFFDESK_CLOUD_MODEL", "gpt-image-1").strip() or "gpt-image-1"
+HOFFDESK_CLOUD_BASE_URL = envstr("HOFFDESK_CLOUD_BASE_URL", "https://api.openai.com/v1").strip().rstrip("/")
+if not HOFFDESK_CLOUD_BASE_URL.startswith(("http://", "https://")):
+    raise ImproperlyConfigured(
+        f"HOFFDESK_CLOUD_BASE_URL must start with http:// or https://: {HOFFDESK_CLOUD_BASE_URL!r}"
+    )
+# The size asked for ("" : the model's landscape size, e.g. 1536x1024 for gpt-image-1).
+HOFFDESK_CLOUD_SIZE = envstr("HOFFDESK_CLOUD_SIZE", "").strip()
+if HOFFDESK_CLOUD_SIZE and not re.fullmatch(r"\d{1,5}x\d{1,5}", HOFFDESK_CLOUD_SIZE):
+    raise ImproperlyConfigured(
+        f"HOFFDESK_CLOUD_SIZE must be WIDTHxHEIGHT such as 1536x1024, not {HOFFDESK_CLOUD_SIZE!r}"
+    )
+# At most this much is spent in the cloud per calendar month, in HOFFDESK_CURRENCY (0: nothing).
+HOFFDESK_CLOUD_MONTHLY_BUDGET = envfloat("HOFFDESK_CLOUD_MONTHLY_BUDGET", 10.0)
+# A preset with cloud fallback goes to the cloud when no GPU worker was seen for this many minutes.
+HOFFDESK_CLOUD_AFTER_MINUTES = envfloat("HOFFDESK_CLOUD_AFTER_MINUTES", 30.0, minimum=1.0)
+# Seconds one cloud image may take before the request is given up.
+HOFFDESK_CLOUD_TIMEOUT = envfloat("HOFFDESK_CLOUD_TIMEOUT", 180.0, minimum=1.0)
+if HOFFDESK_CLOUD_API_KEY and HOFFDESK_CLOUD_MODEL not in HOFFDESK_CLOUD_PRICES:
+    raise ImproperlyConfigured(
+        f"HOFFDESK_CLOUD_MODEL {HOFFDESK_CLOUD_MODEL!r} has no price: add it to HOFFDESK_CLOUD_PRICES "
+        f"(e.g. {HOFFDESK_CLOUD_MODEL}=0.05), so the monthly budget can be kept."
+    )
 
 # --- queue (django-q2, ORM broker on the same database; see docs/queue.md for why) ----------
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,24 @@ def test_the_gpu_benchmark_runs_end_to_end_on_a_cpu_with_smoke() -> None:
         # ... and that callback stopped the pipeline once the run was cancelled.
         assert f"{family}: a cancel stopped the engine at step 1 of" in done.stdout, done.stdout
         assert f"{family}: 2 steps, bare diffusers" in done.stdout, done.stdout
+
+
+def test_the_gpu_benchmark_simulating_a_card_places_by_the_memory_plan_on_a_cpu_with_smoke() -> None:
+    """``--vram-gib 12`` (issue 18): on a CPU the plan is "CPU" and the engine still makes the image."""
+    smoke = ("--smoke", "--repeats", "1", "--threads", "1", "--only", "flux")
+    done = run_bench("gpu_real_size.py", *smoke, "--vram-gib", "12")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "flux: plan 'CPU'" in done.stdout and "s/image, peak reserved n/a (CPU)" in done.stdout, done.stdout
+
+
+def test_the_switching_benchmark_loads_twice_model_aware_and_exits_1_on_a_miss() -> None:
+    """bench/switching.py (issue 18): 4 runs alternating two tiny models, FIFO loads each time,
+    model-aware twice; an unreachable --target makes it exit 1 saying why."""
+    done = run_bench("switching.py", "--runs", "4", "--load-delay", "0.3", "--target", "0.01")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert re.search(r"FIFO +total .*,  4 loads", done.stdout), done.stdout
+    assert re.search(r"model-aware +total .*,  2 loads", done.stdout), done.stdout
+    assert "MISS: model-aware is not faster" in done.stdout, done.stdout
 
 
 def test_the_full_size_architectures_build_from_the_vendored_configs() -> None:
@@ -81,4 +100,11 @@ def test_the_comfyui_overhead_benchmark_runs_on_the_stand_in_and_exits_1_on_a_mi
     done = run_bench("comfyui_overhead.py", *tiny, "--target", "0.001")
     assert "ComfyUI 0.3.99-stand-in at" in done.stdout, done.stdout + done.stderr
     assert "ratio HoffDesk/direct" in done.stdout and "target <= 0.001  FAIL" in done.stdout, done.stdout
+    assert done.returncode == 1, done.stdout + done.stderr
+
+
+def test_the_costs_benchmark_counts_a_fixed_handful_of_queries_and_exits_1_on_a_miss() -> None:
+    done = run_bench("costs.py", "--candidates", "40", "--repeats", "1", "--target-ms", "0.001")
+    assert "cost_report(weeks=12)" in done.stdout and ", 4 queries" in done.stdout, done.stdout + done.stderr
+    assert "target < 0.001 ms  FAIL" in done.stdout, done.stdout + done.stderr
     assert done.returncode == 1, done.stdout + done.stderr

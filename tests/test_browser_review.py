@@ -78,6 +78,7 @@ def test_editor_reviews_and_regenerates_a_whole_article_in_the_browser(page: Pag
     # Approve the first with the keyboard, reject the second with a click (and a reason), undo.
     page.keyboard.press("ArrowRight")  # focuses the first tile
     expect(tile(page, first)).to_be_focused()
+    page.keyboard.press("t")  # auto-advance off (on by default): the focus stays on the decided tile
     page.keyboard.press("a")
     expect(tile(page, first).get_by_test_id("review-state")).to_have_text("Approved")
     expect(tile(page, first)).to_be_focused()  # focus survives the swap

@@ -105,6 +105,8 @@ def run_json(request: HttpRequest, run: GenerationRun) -> dict[str, Any]:
         "parent": run.parent_id,
         "mode": run.regenerate_mode,
         "source_candidate": run.source_candidate_id,
+        "draft": run.draft,
+        "draft_cache": run.draft_cache or {},
         "prompt_warning": run.prompt_warning,
         "prompt_note": run.prompt_note,
         "queued_at": run.queued_at,

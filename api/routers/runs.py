@@ -23,10 +23,13 @@ MODES = {
     "seed": RegenerateMode.SEED,
     "variations": RegenerateMode.VARIATIONS,
     "upscale": RegenerateMode.UPSCALE,
+    "final": RegenerateMode.FINAL,
 }
-NEEDS_CANDIDATE = ("same_seed", "variations", "upscale")
+NEEDS_CANDIDATE = ("same_seed", "variations", "upscale", "final")
 # Make hero size keeps the candidate's composition: its run's recipe, seed and one candidate.
 UPSCALE_FIELDS = {"mode", "candidate", "hires_scale", "hires_upscaler", "hires_steps", "hires_denoise"}
+# Final render keeps the draft's recipe and the candidate's seed: nothing else to choose.
+FINAL_FIELDS = {"mode", "candidate"}
 
 
 def _run(pk: int) -> GenerationRun:
@@ -59,16 +62,20 @@ def _candidate_of(run: GenerationRun, payload: RegenerateIn) -> Candidate | None
 
 
 def _refuse_recipe_fields(payload: RegenerateIn) -> None:
-    """Mode upscale would ignore a recipe field (the service keeps the source's): say so instead."""
-    given = sorted(payload.model_dump(exclude_none=True).keys() - UPSCALE_FIELDS)
+    """Modes upscale and final would ignore a recipe field (the service keeps the source's): say so instead."""
+    allowed = FINAL_FIELDS if payload.mode == "final" else UPSCALE_FIELDS
+    given = sorted(payload.model_dump(exclude_none=True).keys() - allowed)
     if given:
         raise ApiError.from_messages(
             400,
-            {
-                field: ["mode upscale enlarges the candidate as it is; only candidate and hires_* may be given."]
-                for field in given
-            },
+            {field: [_KEPT[payload.mode]] for field in given},
         )
+
+
+_KEPT = {
+    "upscale": "mode upscale enlarges the candidate as it is; only candidate and hires_* may be given.",
+    "final": "mode final renders the draft's candidate with its recipe at full quality; only candidate may be given.",
+}
 
 
 def _preset(slug: str | None) -> StylePreset | None:
@@ -85,7 +92,7 @@ def run_regenerate_view(request: HttpRequest, pk: int, payload: RegenerateIn) ->
     """A new run from this one (its ``parent``); recipe fields left out keep this run's values."""
     run = _run(pk)
     candidate = _candidate_of(run, payload)
-    if payload.mode == "upscale":
+    if payload.mode in ("upscale", "final"):
         _refuse_recipe_fields(payload)
     values = payload.model_dump(exclude={"mode", "candidate", "strength", "preset"})
     try:

@@ -14,13 +14,14 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from PIL import Image
 
-from generation.engine import upscale
+from generation.engine import previews, upscale
+from generation.engine.draft_cache import draft_cache_applied
 from generation.engine.loader import EngineError, PipelineCache, free_memory
 from generation.engine.metadata import comfyui_workflow, encode_png, hires_size
 from generation.profiles import COMFYUI_CHECKPOINTS, ModelProfile
@@ -60,6 +61,11 @@ class Recipe:
     hires_upscaler: str = upscale.LANCZOS
     hires_steps: int = 0
     hires_denoise: float = 0.0
+    # Draft mode: a fast first look. ``draft_cache`` is diffusers' cache acceleration on the
+    # transformer for the first pass ({"kind": "FirstBlockCache", "threshold": 0.08}; see
+    # ``draft_cache``); None: none (a UNet draft is fewer steps only, decided before queueing).
+    draft: bool = False
+    draft_cache: dict[str, Any] | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
         if self.subseeds is not None and len(self.subseeds) != len(self.seeds):
@@ -98,6 +104,8 @@ class Recipe:
             hires_upscaler=data.get("hires_upscaler") or upscale.LANCZOS,
             hires_steps=data.get("hires_steps") or 0,
             hires_denoise=data.get("hires_denoise") or 0.0,
+            draft=bool(data.get("draft")),
+            draft_cache=data.get("draft_cache"),
         )
 
     @property
@@ -124,6 +132,7 @@ def image_recipe(profile: ModelProfile, recipe: Recipe, pipe: Any, index: int) -
     return {
         **stand_in,
         **_hires_recipe(profile, recipe),
+        **_draft_recipe(recipe),
         "generator": "hoffdesk-images",
         "hoffdesk_version": HOFFDESK_VERSION,
         "profile": profile.name,
@@ -147,6 +156,14 @@ def image_recipe(profile: ModelProfile, recipe: Recipe, pipe: Any, index: int) -
         "diffusers": diffusers.__version__,
         "torch": torch.__version__.split("+")[0],
     }
+
+
+def _draft_recipe(recipe: Recipe) -> dict[str, Any]:
+    """A draft's keys (none for a full-quality run, so older recipes read the same): that it is
+    one, and the cache with its settings (null: fewer steps only)."""
+    if not recipe.draft:
+        return {}
+    return {"draft": True, "draft_cache": dict(recipe.draft_cache) if recipe.draft_cache else None}
 
 
 def _hires_recipe(profile: ModelProfile, recipe: Recipe) -> dict[str, Any]:
@@ -269,6 +286,10 @@ def run_pipeline(
     def callback(_pipe: Any, step: int, _timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         if on_step is not None:
             on_step(step + 1, total_steps)
+            # Live previews for a caller that takes them (generation.engine.previews.PreviewSink).
+            previews.offer(
+                on_step, _pipe, profile.family, callback_kwargs, width=recipe.width, height=recipe.height, step=step + 1
+            )
         return callback_kwargs
 
     generators = _generators(recipe)
@@ -352,6 +373,9 @@ def run_hires_pass(
     def callback(_pipe: Any, step: int, _timestep: Any, callback_kwargs: dict[str, Any]) -> dict[str, Any]:
         if on_step is not None:
             on_step(done + step + 1, total)
+            previews.offer(
+                on_step, _pipe, profile.family, callback_kwargs, width=size[0], height=size[1], step=done + step + 1
+            )
         return callback_kwargs
 
     kwargs: dict[str, Any] = {
@@ -432,7 +456,11 @@ def generate(
             "docs/models.md); for the offline demo use a tiny-* profile."
         )
     try:
-        pipe, load_seconds = cache.get(profile)
+        # Placed for the largest pass (the hires one when there is one): issue 18's memory plan.
+        width, height = (recipe.width, recipe.height)
+        if recipe.hires_scale is not None:
+            width, height = hires_size(recipe.width, recipe.height, recipe.hires_scale, profile.size_multiple)
+        pipe, load_seconds = cache.get(profile, width=width, height=height, images=len(recipe.seeds))
     except EngineError:
         raise
     except Exception as exc:
@@ -442,7 +470,9 @@ def generate(
     try:
         if source_images is None:
             total = recipe.steps + (recipe.hires_steps if recipe.has_hires else 0)
-            images = run_pipeline(pipe, profile, recipe, on_step, total=total)
+            # The draft's cache on the first pass only, and off again before anything else runs.
+            with draft_cache_applied(pipe, profile.name, recipe.draft_cache):
+                images = run_pipeline(pipe, profile, recipe, on_step, total=total)
             done = recipe.steps
         else:
             images, done = sources, 0

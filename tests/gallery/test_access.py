@@ -33,7 +33,19 @@ ACTIONS = {
     "publication_retry",
     "publication_unpublish",
     "publication_purge",
+    # bulk decisions and articles from the dashboard (gallery/views_bulk.py, gallery/views_articles.py)
+    "candidates_bulk",
+    "batch_undo",
+    "article_new",
+    "article_edit",
+    "articles_import",
 }
+FRAGMENTS_AND_FILES |= {"article_counts", "article_list_counts"}  # the live counts' polls
+FRAGMENTS_AND_FILES |= {"run_preview"}  # a running run's live preview JPEG (issue 18)
+ACTIONS |= {"candidate_stop_auto_publish"}  # Stop on an auto-publish (issue 20, review policies)
+ACTIONS |= {"article_cloud"}  # Make in the cloud (issue 20, cloud fallback)
+ACTIONS |= {"costs", "costs_csv"}  # the Costs page and its CSV change nothing, but are for editors (issue 20)
+ACTIONS |= {"candidate_rate"}  # 0-5 stars from the keys (issue 19, gallery/views_culling.py)
 
 
 def gallery_patterns() -> dict[str, URLPattern]:
@@ -71,6 +83,8 @@ def candidate(article) -> Candidate:
 def url_for(name: str, article: Article, candidate: Candidate) -> str:
     pattern = gallery_patterns()[name]
     samples = {"slug": article.slug, "pk": candidate.pk, "version": candidate.sha256[:16], "width": 256}
+    samples["batch"] = "6f1c2d3e-0000-4000-8000-000000000001"  # a bulk batch's UUID
+    samples["index"] = 0  # a candidate index (a live preview)
     kwargs = {key: samples[key] for key in pattern.pattern.regex.groupindex}
     if name.startswith("run_") and "pk" in kwargs:
         kwargs["pk"] = candidate.run_id

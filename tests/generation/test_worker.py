@@ -83,7 +83,7 @@ def test_imported_article_run_makes_four_pngs_with_recipes(start_worker, tmp_pat
 
 
 def test_same_seed_gives_identical_pngs_and_another_seed_differs(start_worker, article) -> None:
-    worker = start_worker()
+    worker = start_worker(HOFFDESK_PRELOAD="false")  # the first run loads (tests/generation/test_preload.py: preloaded)
     params = {"article": article, "model": "tiny-sd", "count": 2, "width": 128, "height": 128, "steps": 4}
     first = run_submit(seed=77, **params)
     second = run_submit(seed=77, **params)
