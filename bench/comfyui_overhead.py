@@ -138,7 +138,7 @@ def measure(args: argparse.Namespace, data_dir: Path, url: str, checkpoint: str)
     from gallery.models import Article
     from generation.comfyui import ComfyUIClient
     from generation.comfyui_engine import comfyui_graph
-    from generation.models import ComfyWorkflow, StylePreset
+    from generation.models import ComfyWorkflow, GenerationRun, StylePreset
     from generation.workflows import load_workflow, propose_mapping
 
     call_command("migrate", verbosity=0)
@@ -172,6 +172,8 @@ def measure(args: argparse.Namespace, data_dir: Path, url: str, checkpoint: str)
     # The graph HoffDesk sends for a seed (the preset's prompt, size and steps, batch 1), from a
     # run that is never executed, so both sides ask the server for the same work.
     probe = run_submit(article=article, preset=preset, seed=1, count=1, requested_by=editor)
+    # Cancelled at once: a queued probe would be the oldest run, which the worker's claim takes first.
+    GenerationRun.objects.filter(pk=probe.pk).update(status=GenerationRun.Status.CANCELLED)
 
     def graphs(first_seed: int) -> list[dict[str, Any]]:
         return [comfyui_graph(probe, first_seed + i) for i in range(args.images)]

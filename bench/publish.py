@@ -372,7 +372,12 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
         create_bucket(endpoint_url, "bench-warm-up")
         warm = approved_candidate(article, editor, 900_000, pictures[0])
         publish_all("bench-warm-up", article, editor, [warm])
-        bare_upload(endpoint_url, "bench-warm-up", "bare", [renditions_make(pictures[0], alt_text=alt_text(0))])
+        bare_upload(
+            endpoint_url,
+            "bench-warm-up",
+            "bare",
+            [renditions_make(pictures[0], alt_text=alt_text(0), card_title=article.title)],
+        )
 
         rounds: list[Round] = []
         side: list[list[Any]] = []
@@ -386,7 +391,9 @@ def measure(args: argparse.Namespace, data_dir: Path) -> int:
             side = []
             started = time.perf_counter()
             for index, png in enumerate(pictures):
-                side.append(renditions_make(png, alt_text=alt_text(index), focal=focal(index)))
+                side.append(
+                    renditions_make(png, alt_text=alt_text(index), focal=focal(index), card_title=article.title)
+                )
             current.renditions_s = time.perf_counter() - started
             if len({r.sha256 for files in side for r in files}) != sum(len(files) for files in side):
                 raise BenchError("two renditions have the same bytes: the pictures are not distinct enough")

@@ -28,10 +28,10 @@ Policy = StylePreset.ReviewPolicy
 
 
 def policy_preset(policy: str, grace: int = 30) -> StylePreset:
-    # FLUX makes 1216x640 directly: a candidate the publish page accepts, 2 steps keep it quick.
+    # FLUX (its tiny stand-in here) makes 1216x640 directly, which the publish page accepts; 1 step.
     return StylePreset.objects.create(
         name=f"p-{policy}", slug=f"p-{policy}", model_profile="flux-dev-nf4", review_policy=policy,
-        review_grace_minutes=grace, steps=2, width=1216, height=640,
+        review_grace_minutes=grace, steps=1, width=1216, height=640,
     )  # fmt: skip
 
 
@@ -46,7 +46,7 @@ def wand(article: Article, editor, preset: StylePreset, count: int = 2) -> Gener
 
 
 def test_manual_is_the_default_and_decides_nothing(article, editor) -> None:
-    preset = StylePreset.objects.create(name="plain", slug="plain", model_profile="sdxl-turbo", steps=1)
+    preset = StylePreset.objects.create(name="plain", slug="plain", model_profile="tiny-sd", steps=1, width=64, height=64)
     assert preset.review_policy == Policy.MANUAL
     run = wand(article, editor, preset, count=2)
     assert set(run.candidates.values_list("review_status", flat=True)) == {Candidate.Review.PENDING}
