@@ -721,6 +721,13 @@ class ReviewEvent(models.Model):
     def __str__(self) -> str:
         return f"{self.get_action_display()} candidate {self.candidate_id}"
 
+    @property
+    def actor_label(self) -> str:
+        """Who decided, as the history says it: the person, or the preset's review policy."""
+        if self.policy:
+            return f"the review policy ({self.policy.replace('_', '-')})"
+        return str(self.actor) if self.actor_id else "someone"
+
 
 class CloudSpend(models.Model):
     """What the cloud engine spent in one month, in the price table's currency. A request takes

@@ -96,6 +96,8 @@ def test_stop_on_the_article_page_keeps_it_from_going_public(article, editor, ed
     at = timezone.localtime(chosen.auto_publish_at)
     assert f"Publishes at {at:%H:%M}" in page and 'data-testid="stop-auto-publish"' in page
 
+    assert "the review policy (auto-publish)</strong> approved" in page  # the history names the policy
+
     response = editor_client.post(f"/candidates/{chosen.pk}/stop-auto-publish/")
     assert response.status_code in (200, 302)
     assert candidates_auto_publish_due(now=timezone.now() + timedelta(hours=1)) == []
