@@ -445,7 +445,9 @@ class GenerationRun(ConditionalTransitions):
         )
 
     @classmethod
-    def claim_order(cls, *, loaded: str | None, switch_wait: float, limit: int | None = None) -> list[int]:
+    def claim_order(
+        cls, *, loaded: str | None, switch_wait: float, limit: int | None = None, exclude: Any = ()
+    ) -> list[int]:
         """The queued runs' ids in the order a GPU worker holding ``loaded`` takes them (issue 18,
         item 6): a run that has waited longer than ``switch_wait`` seconds first (the oldest of
         them), else the oldest run of the model loaded now, else the oldest; each pick becomes the
@@ -456,7 +458,8 @@ class GenerationRun(ConditionalTransitions):
         dashboard shows, so a place is what happens if nothing else is queued meanwhile. One query.
         """
         cutoff = timezone.now() - timedelta(seconds=switch_wait)
-        rows = cls.objects.filter(status=cls.Status.QUEUED, cloud_cost__isnull=True).order_by("queued_at", "pk")
+        rows = cls.objects.filter(status=cls.Status.QUEUED, cloud_cost__isnull=True).exclude(pk__in=list(exclude))
+        rows = rows.order_by("queued_at", "pk")
         waiting = [
             (pk, engine or model, comfy is not None, queued_at)
             for pk, engine, model, comfy, queued_at in rows.values_list(

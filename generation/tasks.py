@@ -67,29 +67,33 @@ def engine_cache() -> PipelineCache:
 
 
 _cache_lock = threading.Lock()
-# A claim lost to another worker picks the next best run this many times before giving up.
-CLAIM_TRIES = 3
+# A bound, not a budget: each lost claim passes over one run another worker took (or that
+# cannot be claimed), so a task gives up only after passing over this many.
+CLAIM_TRIES = 1000
 
 
-def _run_to_take(run_id: int) -> int:
+def _run_to_take(run_id: int, passed: set[int]) -> int | None:
     """The run this task claims: the first in ``GenerationRun.claim_order`` for the model this
     process holds (loaded model first within ``HOFFDESK_SWITCH_WAIT``), which may be another
     queued run than the task's own; that one's task then takes the next. One task still runs one
-    run, and a queued run always has a task (its own, or one it lent). Its own run when nothing
-    is queued (the claim then says why not). The light cluster's cloud runs keep their own order:
-    never reordered, and never a GPU run taken by a cloud run's task or the other way round."""
+    run, and a queued run always has a task (its own, or one it lent). Runs in ``passed`` (lost
+    to another worker, or not claimable) are left out; its own run when nothing else is queued
+    (the claim then says why not); None when even that was passed. The light cluster's cloud
+    runs keep their own order: never reordered, and never a GPU run taken by a cloud run's task
+    or the other way round."""
     from django_q.conf import Conf
 
+    own = None if run_id in passed else run_id
     if str(Conf.CLUSTER_NAME) != str(settings.Q_CLUSTER["name"]):
-        return run_id
+        return own
     if GenerationRun.objects.filter(pk=run_id, cloud_cost__isnull=False).exists():
-        return run_id
+        return own
     loaded = _cache.current if _cache is not None else None
-    best = GenerationRun.claim_order(loaded=loaded, switch_wait=settings.HOFFDESK_SWITCH_WAIT, limit=1)
+    best = GenerationRun.claim_order(loaded=loaded, switch_wait=settings.HOFFDESK_SWITCH_WAIT, limit=1, exclude=passed)
     if best and best[0] != run_id:
         logger.info("task of run %s takes run %s first (loaded model: %s)", run_id, best[0], loaded or "none")
         return best[0]
-    return run_id
+    return own
 
 
 class _Heartbeat(threading.Thread):
@@ -187,23 +191,32 @@ def run_generate(run_id: int) -> str:
     except Exception:
         logger.exception("run %s: the orphan sweep before the claim failed; claiming anyway", run_id)
         close_old_connections()
+    # A lost race means another worker took the run picked (or it cannot be claimed: cancel asked,
+    # attempts used up); pick again without it. Two GPU clusters in step pick the same runs, so
+    # a task may lose several times; it stops only when its own run cannot be claimed, so every
+    # task takes a run while any is queued and no queued run is left without a task.
+    passed: set[int] = set()
     for _ in range(CLAIM_TRIES):
-        chosen = _run_to_take(run_id)
+        chosen = _run_to_take(run_id, passed)
+        if chosen is None:  # its own run went to another task, and nothing else is queued
+            status = GenerationRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+            logger.info("run %s not claimed: it is %s", run_id, status or "gone")
+            return f"not claimed: {status}" if status else "gone"
         run = GenerationRun.objects.filter(pk=chosen).first()
-        if run is None:
-            return "gone"
-        engine_profile, engine_note, refusal = _engine_choice(run)
-        if run.claim(
-            settings.HOFFDESK_RUN_MAX_ATTEMPTS,
-            engine_profile=engine_profile,
-            engine_note=engine_note,
-            timeout=settings.HOFFDESK_TASK_TIMEOUT,
-        ):
-            break
-        logger.info("run %s not claimed: it is %s", chosen, run.status)
-        if chosen == run_id:
-            return f"not claimed: {run.status}"
+        if run is not None:
+            engine_profile, engine_note, refusal = _engine_choice(run)
+            if run.claim(
+                settings.HOFFDESK_RUN_MAX_ATTEMPTS,
+                engine_profile=engine_profile,
+                engine_note=engine_note,
+                timeout=settings.HOFFDESK_TASK_TIMEOUT,
+            ):
+                break
+        passed.add(chosen)
+        if chosen != run_id:
+            logger.info("run %s was taken by another worker first; task of run %s picks again", chosen, run_id)
     else:
+        logger.warning("task of run %s not claimed: another worker took each run it picked first", run_id)
         return "not claimed: another worker took each run first"
     attempt = run.attempts
     if refusal:

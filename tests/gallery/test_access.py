@@ -12,6 +12,7 @@ from PIL import Image
 
 from gallery.models import Article, Publication
 from generation.models import Candidate, GenerationRun, candidate_storage
+from generation.previews import previews_write
 from tests.gallery.test_review import make_run
 
 pytestmark = pytest.mark.django_db
@@ -172,6 +173,13 @@ def test_a_user_in_no_group_can_still_look(client, onlooker, article, candidate,
         owner = article if name == "compare" else None
         compared = list(make_run(owner, count=2).candidates.order_by("index"))  # type: ignore[arg-type]
         url += "?" + "&".join(f"c={c.pk}" for c in compared)
+    if name == "run_preview":  # a live preview exists only while its run is running
+        running = make_run(article, count=1)
+        GenerationRun.objects.filter(pk=running.pk).update(status=GenerationRun.Status.RUNNING)
+        jpeg = io.BytesIO()
+        Image.new("RGB", (8, 8), "indigo").save(jpeg, format="JPEG")
+        previews_write(run_id=running.pk, images=[jpeg.getvalue()], step=1)
+        url = reverse("gallery:run_preview", kwargs={"pk": running.pk, "index": 0})
     response = client.get(url)
     assert response.status_code == 200, (url, response.status_code)
     for shown in compared:

@@ -97,7 +97,9 @@ def test_two_clusters_make_twenty_runs_each_claimed_by_one_worker_exactly_once(s
         assert claims_in(logs, run) == ["1"], f"run {run.pk} claim lines: {claims_in(logs, run)}"
         made_by.add(cluster_of(int(run.worker.rsplit(":", 1)[1]), first, second))
     assert made_by == {first, second}, "both clusters should have taken runs from the shared queue"
-    assert "not claimed" not in logs  # no task was handed to two clusters
+    # No task was handed to two clusters: every task claimed a run (a task may lose the race for
+    # a run it picked in claim order, and picks again: "taken by another worker first").
+    assert "not claimed" not in logs
 
 
 def test_a_cluster_killed_mid_run_leaves_its_run_to_the_other_exactly_once(start_worker, article) -> None:
