@@ -46,7 +46,9 @@ def wand(article: Article, editor, preset: StylePreset, count: int = 2) -> Gener
 
 
 def test_manual_is_the_default_and_decides_nothing(article, editor) -> None:
-    preset = StylePreset.objects.create(name="plain", slug="plain", model_profile="tiny-sd", steps=1, width=64, height=64)
+    preset = StylePreset.objects.create(
+        name="plain", slug="plain", model_profile="tiny-sd", steps=1, width=64, height=64
+    )
     assert preset.review_policy == Policy.MANUAL
     run = wand(article, editor, preset, count=2)
     assert set(run.candidates.values_list("review_status", flat=True)) == {Candidate.Review.PENDING}
