@@ -8,11 +8,10 @@ from __future__ import annotations
 import base64
 import io
 import json
-import threading
 import time
 from collections.abc import Iterator
 from html import unescape
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.urls import reverse
@@ -22,6 +21,7 @@ from gallery.alt_text import MAX_SUGGESTION, alt_text_clean
 from gallery.models import Publication
 from gallery.publishing import alt_text_suggestion
 from tests.gallery.test_publishing import approved_candidate
+from tests.local_server import serving
 
 pytestmark = pytest.mark.django_db
 
@@ -75,16 +75,12 @@ class FakeVisionOllama(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def vision(settings) -> Iterator[type[FakeVisionOllama]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeVisionOllama)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    settings.HOFFDESK_OLLAMA_URL = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.HOFFDESK_OLLAMA_VISION_MODEL = "llava:7b"
-    settings.HOFFDESK_OLLAMA_VISION_TIMEOUT = 0.5
-    FakeVisionOllama.mode, FakeVisionOllama.requests = "ok", []
-    yield FakeVisionOllama
-    server.shutdown()
-    server.server_close()
+    with serving(FakeVisionOllama) as url:
+        settings.HOFFDESK_OLLAMA_URL = url
+        settings.HOFFDESK_OLLAMA_VISION_MODEL = "llava:7b"
+        settings.HOFFDESK_OLLAMA_VISION_TIMEOUT = 0.5
+        FakeVisionOllama.mode, FakeVisionOllama.requests = "ok", []
+        yield FakeVisionOllama
 
 
 def _alt_field(page: str) -> str:

@@ -4,10 +4,9 @@ local LLM prompt writer, tested against a small HTTP server speaking Ollama's /a
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -17,6 +16,7 @@ from generation.models import GenerationRun, PromptTemplate
 from generation.prompts import prompt_render, template_problems
 from generation.services import run_submit
 from tests.conftest import make_user
+from tests.local_server import serving
 
 pytestmark = pytest.mark.django_db
 
@@ -138,16 +138,12 @@ class FakeOllama(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def ollama(settings) -> Iterator[type[FakeOllama]]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOllama)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    settings.HOFFDESK_OLLAMA_URL = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.HOFFDESK_OLLAMA_MODEL = "llama3.2:3b"
-    settings.HOFFDESK_OLLAMA_TIMEOUT = 0.5
-    FakeOllama.mode, FakeOllama.requests = "ok", []
-    yield FakeOllama
-    server.shutdown()
-    server.server_close()
+    with serving(FakeOllama) as url:
+        settings.HOFFDESK_OLLAMA_URL = url
+        settings.HOFFDESK_OLLAMA_MODEL = "llama3.2:3b"
+        settings.HOFFDESK_OLLAMA_TIMEOUT = 0.5
+        FakeOllama.mode, FakeOllama.requests = "ok", []
+        yield FakeOllama
 
 
 def test_the_llm_writes_the_prompt_when_its_server_answers(ollama, article) -> None:
