@@ -7,7 +7,11 @@ and every load sleeps ``--load-delay`` seconds on purpose (the loader's document
 ``HOFFDESK_TEST_LOAD_DELAY``), so a tiny model loads like a big one. FIFO is the same code with
 ``HOFFDESK_SWITCH_WAIT`` 0 (every run counts as waited too long, so the oldest goes first).
 
-Prints both total times, their ratio (model-aware / FIFO), the loads each made and the longest any
+A third pass, FIFO with the RAM cache (``HOFFDESK_RAM_CACHE_GIB``, ``--ram-cache-gib``), shows what
+parking the evicted model in RAM does when runs alternate anyway: the first load of each model reads
+the disk, every later switch is a copy back (counted apart; informational, no target).
+
+Prints the total times, their ratio (model-aware / FIFO), the loads each made and the longest any
 run waited (queued to started) or had waited when a later run was started before it ("passed
 over"). Exits 1 on a miss: model-aware not faster than FIFO by ``--target``, or a run passed over
 after waiting longer than the switch wait. (Its whole wait may pass the switch wait in any order
@@ -49,7 +53,9 @@ def setup_django(data_dir: Path) -> None:
     logging.getLogger("generation").setLevel(logging.WARNING)  # one line per run is noise here
 
 
-def one_pass(*, runs: int, switch_wait: float, load_delay: float, models_dir: Path) -> dict[str, Any]:
+def one_pass(
+    *, runs: int, switch_wait: float, load_delay: float, models_dir: Path, ram_cache_gib: float = 0.0
+) -> dict[str, Any]:
     """Queue ``runs`` alternating runs, then run each task in broker order; the figures."""
     from django.conf import settings
 
@@ -63,7 +69,9 @@ def one_pass(*, runs: int, switch_wait: float, load_delay: float, models_dir: Pa
     GenerationRun.objects.all().delete()
     article, _ = Article.objects.get_or_create(slug="switching", defaults={"title": "Switching", "summary": "."})
     # One pipeline at a time and slow loads: a tiny model behaves like a real one on a 12 GB card.
-    tasks._cache = PipelineCache(models_dir, device="cpu", load_delay=load_delay, one_at_a_time=True)
+    tasks._cache = PipelineCache(
+        models_dir, device="cpu", load_delay=load_delay, one_at_a_time=True, ram_cache_gib=ram_cache_gib
+    )
     queued = [
         run_submit(article=article, model=PROFILES[i % 2], width=64, height=64, steps=2, count=1, seed=i).pk
         for i in range(runs)
@@ -87,7 +95,9 @@ def one_pass(*, runs: int, switch_wait: float, load_delay: float, models_dir: Pa
     ]
     return {
         "total": total,
-        "loads": sum(1 for run in done if (run.load_seconds or 0) > 0),
+        # A load from disk sleeps the delay; a copy back from the RAM cache does not.
+        "loads": sum(1 for run in done if (run.load_seconds or 0) >= load_delay > 0),
+        "copies": sum(1 for run in done if 0 < (run.load_seconds or 0) < load_delay),
         "longest_wait": max(waits),
         "longest_passed_over": max(passed_over, default=0.0),
         "order": [run.engine_profile or run.model_profile for run in done],
@@ -100,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--load-delay", type=float, default=2.0, help="seconds slept in each model load")
     parser.add_argument("--switch-wait", type=float, default=120.0, help="HOFFDESK_SWITCH_WAIT for model-aware")
     parser.add_argument("--target", type=float, default=1.0, help="model-aware / FIFO total time must be below")
+    parser.add_argument("--ram-cache-gib", type=float, default=1.0, help="HOFFDESK_RAM_CACHE_GIB of the third pass")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="hoffdesk-switching-") as tmp:
         setup_django(Path(tmp) / "data")
@@ -114,19 +125,30 @@ def main(argv: list[str] | None = None) -> int:
             aware = one_pass(
                 runs=args.runs, switch_wait=args.switch_wait, load_delay=args.load_delay, models_dir=models_dir
             )
+            fifo_ram = one_pass(
+                runs=args.runs,
+                switch_wait=0,
+                load_delay=args.load_delay,
+                models_dir=models_dir,
+                ram_cache_gib=args.ram_cache_gib,
+            )
         except BenchError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     ratio = aware["total"] / fifo["total"]
     print(machine_line())
     print(f"{args.runs} runs alternating {' / '.join(PROFILES)}, {args.load_delay:g} s per load, one model at a time")
-    for name, figures in (("FIFO", fifo), ("model-aware", aware)):
+    for name, figures in (("FIFO", fifo), ("model-aware", aware), ("FIFO + RAM", fifo_ram)):
         print(
-            f"{name:12} total {figures['total']:6.1f} s, {figures['loads']:2} loads, "
+            f"{name:12} total {figures['total']:6.1f} s, {figures['loads']:2} loads, {figures['copies']:2} copies, "
             f"longest wait {figures['longest_wait']:6.1f} s, longest passed over "
             f"{figures['longest_passed_over']:6.1f} s, order {' '.join(figures['order'])}"
         )
     print(f"ratio model-aware / FIFO: {ratio:.2f} (target below {args.target:g})")
+    print(
+        f"ratio FIFO with a {args.ram_cache_gib:g} GiB RAM cache / FIFO: {fifo_ram['total'] / fifo['total']:.2f} "
+        "(informational)"
+    )
     print(
         f"model-aware: no run passed over after waiting {args.switch_wait:g} s (HOFFDESK_SWITCH_WAIT): "
         f"longest {aware['longest_passed_over']:.1f} s"

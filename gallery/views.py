@@ -189,24 +189,23 @@ def _article_page(request: HttpRequest, article: Article, form: GenerateForm, st
     for run in runs:
         run.place_in_queue = places.get(run.pk)  # type: ignore[attr-defined]
     publication = article.publications.select_related("candidate", "requested_by").first()
-    live = article.publications.filter(status=Publication.Status.PUBLISHED).select_related("candidate").first()
+    live = None  # the live one, when the newest publication is not it (none at all: no query)
+    if publication is not None and publication.status != Publication.Status.PUBLISHED:
+        live = article.publications.filter(status=Publication.Status.PUBLISHED).select_related("candidate").first()
     series = Series.objects.select_related("preset").filter(name=article.series).first() if article.series else None
     context: dict[str, Any] = {
         "article": article,
         "form": form,
         "runs": runs,
         "publication": publication,
-        "live_publication": live if live and live != publication else None,
+        "live_publication": live,
         **_takedown_facts(),
         "events": _events(article),
         "thumbnail_widths": THUMBNAIL_WIDTHS,
         "wand_form": WandForm(styles=image_styles()),
-        "series": Series.objects.select_related("preset").filter(name=article.series).first()
-        if article.series
-        else None,
+        "series": series,
     }
-    if context["series"] is not None:
-        series = context["series"]
+    if series is not None:
         context["series_form"] = SeriesLookForm(initial={"seed": series.seed, "preset": series.preset_id})
     return render(request, "gallery/article_detail.html", context, status=status)
 

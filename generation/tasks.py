@@ -62,6 +62,7 @@ def engine_cache() -> PipelineCache:
                 headroom_gib=settings.HOFFDESK_VRAM_HEADROOM_GIB,
                 listener=worker_models,
                 load_delay=settings.HOFFDESK_TEST_LOAD_DELAY,
+                ram_cache_gib=settings.HOFFDESK_RAM_CACHE_GIB,
             )
         return _cache
 

@@ -522,6 +522,9 @@ HOFFDESK_VRAM_HEADROOM_GIB = envfloat("HOFFDESK_VRAM_HEADROOM_GIB", 1.0)
 HOFFDESK_PRELOAD = envbool("HOFFDESK_PRELOAD", True)
 # The worker takes runs of its loaded model first, but never passes a run over for longer than this (s).
 HOFFDESK_SWITCH_WAIT = envfloat("HOFFDESK_SWITCH_WAIT", 120.0)
+# GiB of RAM the GPU worker may keep evicted models in, so switching back is a copy, not a load from
+# disk (0: off). FLUX.1-dev nf4 with its T5 takes ~17 GiB there, SDXL ~7 GiB.
+HOFFDESK_RAM_CACHE_GIB = envfloat("HOFFDESK_RAM_CACHE_GIB", 0.0, minimum=0.0)
 # Tests and bench/switching.py only: seconds slept in each model load, so a tiny model loads like a big one.
 HOFFDESK_TEST_LOAD_DELAY = envfloat("HOFFDESK_TEST_LOAD_DELAY", 0.0)
 

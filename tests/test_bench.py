@@ -48,11 +48,14 @@ def test_the_gpu_benchmark_simulating_a_card_places_by_the_memory_plan_on_a_cpu_
 
 def test_the_switching_benchmark_loads_twice_model_aware_and_exits_1_on_a_miss() -> None:
     """bench/switching.py (issue 18): 4 runs alternating two tiny models, FIFO loads each time,
-    model-aware twice; an unreachable --target makes it exit 1 saying why."""
+    model-aware twice, FIFO with the RAM cache twice and copies the rest; an unreachable --target
+    makes it exit 1 saying why."""
     done = run_bench("switching.py", "--runs", "4", "--load-delay", "0.3", "--target", "0.01")
     assert done.returncode == 1, done.stdout + done.stderr
-    assert re.search(r"FIFO +total .*,  4 loads", done.stdout), done.stdout
-    assert re.search(r"model-aware +total .*,  2 loads", done.stdout), done.stdout
+    assert re.search(r"FIFO +total .*,  4 loads,  0 copies", done.stdout), done.stdout
+    assert re.search(r"model-aware +total .*,  2 loads,  0 copies", done.stdout), done.stdout
+    # With the RAM cache, FIFO reads each model from disk once; the other two switches are copies.
+    assert re.search(r"FIFO \+ RAM +total .*,  2 loads,  2 copies", done.stdout), done.stdout
     assert "MISS: model-aware is not faster" in done.stdout, done.stdout
 
 

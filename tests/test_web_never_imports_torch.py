@@ -40,6 +40,7 @@ for url in ["/", "/articles/a/", f"/runs/{run.pk}/", "/admin/", "/admin/generati
     assert response.status_code == 200, (url, response.status_code)
 response = client.post("/articles/a/generate/", {"model": "tiny-sd", "count": "2"})
 assert response.status_code == 302, response.status_code
+print("NUMPY:" + str("numpy" in sys.modules))
 import django_q.cluster  # the worker's module graph minus our task: still torch-free
 heavy = sorted(m for m in sys.modules if m.split(".")[0] in {"torch", "diffusers", "transformers", "accelerate"})
 print("HEAVY:" + ",".join(heavy))
@@ -61,3 +62,6 @@ def test_web_process_never_imports_torch_or_diffusers(tmp_path: Path) -> None:
     heavy = [line for line in result.stdout.splitlines() if line.startswith("HEAVY:")]
     assert heavy, result.stdout
     assert heavy[-1] == "HEAVY:", f"the web process imported: {heavy[-1][6:500]}"
+    # NumPy is no torch, but ~20 MB in every web process for nothing: the pages draw none (the
+    # social card imports it on first use).
+    assert "NUMPY:False" in result.stdout.splitlines(), "a page or a tag library imported NumPy"

@@ -16,7 +16,8 @@ register = template.Library()
 def auto_publish_schedule(article: Any) -> dict[str, Any]:
     # One query for both (the article page is measured by bench/dashboard.py).
     mine = Candidate.objects.filter(Q(auto_publish_at__isnull=False) | ~Q(auto_publish_note=""), run__article=article)
-    rows = list(mine.select_related("run__preset").order_by("-pk")[:20])
+    shown = ("sha256", "seed", "auto_publish_at", "auto_publish_note", "run__preset__name")  # what the line shows
+    rows = list(mine.select_related("run__preset").only(*shown).order_by("-pk")[:20])
     return {
         "scheduled": sorted((c for c in rows if c.auto_publish_at), key=lambda c: c.auto_publish_at),
         "refused": [c for c in rows if c.auto_publish_note][:3],

@@ -10,6 +10,13 @@ fastest placement whose computed peak fits the card (its size from ``torch.cuda.
 ``apply_memory_plan`` turns it into diffusers' own calls. A later run whose plan differs only in VAE
 tiling toggles tiling; one that needs another placement (a much larger size) loads the pipeline
 again under it. On a CPU the plan is "CPU" and nothing is applied.
+
+RAM cache (issue 18, item 6): with ``HOFFDESK_RAM_CACHE_GIB`` above 0, an evicted real pipeline is
+parked in CPU memory instead of dropped (its hooks removed, its weights moved to RAM), up to that
+many GiB, least recently used out first; asking for it again places it back on the card by its
+plan, a copy instead of a load from disk (the run's ``load_seconds`` is that copy). Pipelines
+placed with group or sequential offloading, or with the T5 streamed, are dropped as before: their
+weights are spread over hooks that ``remove_all_hooks`` does not undo.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import gc
 import importlib.util
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -292,6 +300,7 @@ class PipelineCache:
         listener: LoadListener | None = None,
         load_delay: float = 0.0,
         one_at_a_time: bool = False,
+        ram_cache_gib: float = 0.0,
     ) -> None:
         self.models_dir = models_dir
         self.device = device or pick_device()
@@ -302,11 +311,18 @@ class PipelineCache:
         self.one_at_a_time = one_at_a_time
         self.current: str | None = None
         self._lock = threading.RLock()
+        self.ram_cache_gib = ram_cache_gib
         quiet_libraries()
         self._pipes: dict[str, _Warm] = {}
+        # Evicted big pipelines kept in RAM (the RAM cache), least recently parked first.
+        self._parked: OrderedDict[str, tuple[_Warm, int]] = OrderedDict()
 
     def loaded(self) -> list[str]:
         return list(self._pipes)
+
+    def parked(self) -> list[str]:
+        """The evicted pipelines the RAM cache holds, least recently parked first."""
+        return list(self._parked)
 
     def plan_label(self, name: str) -> str:
         """The memory plan the warm pipeline of ``name`` runs under ("" when none is warm)."""
@@ -350,6 +366,20 @@ class PipelineCache:
             if self._is_big(profile):
                 self.evict_big()
             started = time.perf_counter()
+            parked = self._parked.pop(profile.name, None)
+            if parked is not None and (parked[0].plan.strategy, parked[0].plan.t5_on_cpu) == (
+                plan.strategy,
+                plan.t5_on_cpu,
+            ):
+                self.listener.loading(profile)
+                apply_memory_plan(parked[0].pipe, plan, device=self.device)  # a copy from RAM, not a load
+                self._pipes[profile.name] = _Warm(profile, parked[0].pipe, plan)
+                self.current = profile.name
+                self.listener.loaded(profile)
+                return parked[0].pipe, time.perf_counter() - started
+            if parked is not None:  # parked under another placement: load again, never two copies
+                del parked
+                free_memory()
             self.listener.loading(profile)
             try:
                 pipe = load_pipeline(profile, self.models_dir, self.device, plan, load_delay=self.load_delay)
@@ -372,15 +402,41 @@ class PipelineCache:
             self.current = profile.name
 
     def evict_big(self) -> None:
-        """Drop every real (big) pipeline, so the next one has the whole card."""
+        """Take every real (big) pipeline off the card, so the next one has the whole card:
+        parked in the RAM cache where it fits, else dropped."""
         with self._lock:
             big = [name for name, warm in self._pipes.items() if self._is_big(warm.profile)]
             for name in big:
-                del self._pipes[name]
+                self._park(self._pipes.pop(name))
             if self.current in big:
                 self.current = None
             if big:
                 free_memory()
+
+    def _park(self, warm: _Warm) -> None:
+        """Keep an evicted pipeline in RAM when the RAM cache takes it (see the module's doc)."""
+        budget = int(self.ram_cache_gib * GIB)
+        parkable = warm.plan.strategy in ("cpu", "gpu", "model_cpu_offload") and not warm.plan.t5_on_cpu
+        if budget <= 0 or warm.fixed or not parkable:
+            return
+        size = pipeline_bytes(warm.pipe)
+        if size > budget:
+            return
+        while self._parked and sum(bytes_ for _, bytes_ in self._parked.values()) + size > budget:
+            self._parked.popitem(last=False)  # the least recently parked goes
+        if self.device != "cpu":
+            warm.pipe.remove_all_hooks()  # model offload's accelerate hooks; nothing for "gpu"
+            warm.pipe.to("cpu")
+        self._parked[warm.profile.name] = (warm, size)
+
+
+def pipeline_bytes(pipe: Any) -> int:
+    """The bytes of a pipeline's weights and buffers, all its torch modules together."""
+    total = 0
+    for component in pipe.components.values():
+        if isinstance(component, torch.nn.Module):
+            total += sum(t.numel() * t.element_size() for t in (*component.parameters(), *component.buffers()))
+    return total
 
 
 def free_memory() -> None:
