@@ -247,6 +247,9 @@ def main() -> int:
     parser.add_argument(
         "--vram-gib", type=float, default=None, help="simulate a card of this size: memory cap and memory plan"
     )
+    parser.add_argument(
+        "--fp8-storage", action="store_true", help="with --vram-gib: allow fp8 weights (HOFFDESK_FP8_STORAGE)"
+    )
     args = parser.parse_args()
     target = args.target if args.target is not None else (None if args.smoke else TARGET)
 
@@ -369,7 +372,7 @@ def measure_on_card(args: argparse.Namespace, device: str) -> dict[str, float]:
         planned = dataclasses.replace(profile, quantization=None, quantize_components=())
         plan = choose_memory_plan(
             planned, device=device, card=args.vram_gib if device == "cuda" else None, headroom_gib=1.0,
-            width=int(width * (hires or 1)), height=int(height * (hires or 1)),
+            width=int(width * (hires or 1)), height=int(height * (hires or 1)), fp8_storage=args.fp8_storage,
         )  # fmt: skip
         pipe = build_smoke() if args.smoke else build("cpu", dtype if device == "cuda" else torch.float32)
         apply_memory_plan(pipe, plan, device=device)

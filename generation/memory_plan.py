@@ -41,6 +41,13 @@ DTYPE_BYTES = {"float32": 4.0, "float16": 2.0, "bfloat16": 2.0}
 # well under 1 % and are counted at the nf4 rate.
 NF4_BYTES_PER_PARAM = 0.5 + 4 / 64
 
+# fp8 storage (diffusers ``enable_layerwise_casting``, float8_e4m3fn, upcast one layer at a time to
+# the compute dtype): one byte per weight, except the layers diffusers keeps in the compute dtype
+# (norms, patch and position embeddings). Those are under 1 % of a UNet's or a transformer's
+# parameters; 2 % is counted at the compute dtype's size, so the estimate errs large. Only for a
+# denoiser that is not already quantized (nf4 is smaller still).
+FP8_KEPT_FRACTION = 0.02
+
 # Group offloading at block level (diffusers ``apply_group_offloading``, one block per group, CUDA
 # streams): the GPU holds the modules outside the top-level block lists for the whole forward, the
 # block running and the next one being prefetched. Per vendored denoiser: (largest block, parameters
@@ -83,7 +90,8 @@ class MemoryPlan:
     """The placement chosen for one run, and the peak it was computed to reach (GiB).
 
     ``strategy`` is one of ``STRATEGIES``; ``t5_on_cpu`` keeps the T5 encoder on the CPU for the
-    whole run; ``label`` is the one line the run card shows.
+    whole run; ``fp8`` stores the denoiser's weights in fp8 (layerwise casting); ``label`` is the
+    one line the run card shows.
     """
 
     strategy: str
@@ -91,6 +99,7 @@ class MemoryPlan:
     vae_tiling: bool
     peak_gib: float
     label: str
+    fp8: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,14 +160,24 @@ def _role(folder: str, name: str) -> str:
     return "t5" if _config(folder, name).get("model_type") == "t5" else "clip"
 
 
-def components(profile: ModelProfile) -> list[Component]:
-    """Each component with the bytes its weights take on the GPU in the profile's storage dtype."""
+def fp8_applies(profile: ModelProfile) -> bool:
+    """Whether fp8 storage would shrink this profile's denoiser: a 16-bit one, not quantized."""
+    denoiser = "unet" if profile.family == "sdxl" else "transformer"
+    quantized = profile.quantization == "nf4" and denoiser in profile.quantize_components
+    return not quantized and profile.dtype in ("float16", "bfloat16")
+
+
+def components(profile: ModelProfile, *, fp8: bool = False) -> list[Component]:
+    """Each component with the bytes its weights take on the GPU in the profile's storage dtype
+    (``fp8``: the denoiser's in fp8, see ``FP8_KEPT_FRACTION``)."""
     folder = architecture_folder(profile)
     element = DTYPE_BYTES[profile.dtype]
     parts = []
     for name, params in _param_counts()[folder].items():
         role = _role(folder, name)
-        if profile.quantization == "nf4" and name in profile.quantize_components:
+        if fp8 and role == "denoiser" and fp8_applies(profile):
+            weight_bytes = params * ((1 - FP8_KEPT_FRACTION) * 1.0 + FP8_KEPT_FRACTION * element)
+        elif profile.quantization == "nf4" and name in profile.quantize_components:
             kept = 0  # parameters bitsandbytes leaves in the compute dtype
             if role == "t5":
                 config = _config(folder, name)
@@ -219,10 +238,18 @@ def vae_decode_bytes(profile: ModelProfile, width: int, height: int, *, tiled: b
 
 
 def _peak_bytes(
-    profile: ModelProfile, width: int, height: int, images: int, strategy: str, *, t5_on_cpu: bool, tiled: bool
+    profile: ModelProfile,
+    width: int,
+    height: int,
+    images: int,
+    strategy: str,
+    *,
+    t5_on_cpu: bool,
+    tiled: bool,
+    fp8: bool = False,
 ) -> float:
     """The computed peak of one run: the largest phase (encode, denoise, decode) plus overhead."""
-    parts = components(profile)
+    parts = components(profile, fp8=fp8)
     by_role = {role: [c for c in parts if c.role == role] for role in ("denoiser", "t5", "clip", "vae")}
     denoiser, vae = by_role["denoiser"][0], by_role["vae"][0]
     encoders = by_role["clip"] + ([] if t5_on_cpu else by_role["t5"])
@@ -251,12 +278,15 @@ def _peak_bytes(
     return peak + RUNTIME_OVERHEAD_GIB * GIB
 
 
-def _label(profile: ModelProfile, strategy: str, *, t5_on_cpu: bool, tiled: bool) -> str:
-    """The run card's line: "everything on GPU", "transformer nf4 on GPU, T5 on CPU, VAE tiled"..."""
-    if strategy == "gpu" and not t5_on_cpu:
+def _label(profile: ModelProfile, strategy: str, *, t5_on_cpu: bool, tiled: bool, fp8: bool = False) -> str:
+    """The run card's line: "everything on GPU", "transformer nf4 on GPU, T5 on CPU, VAE tiled",
+    "UNet fp8 on GPU"..."""
+    denoiser = "UNet" if profile.family == "sdxl" else "transformer"
+    if strategy == "gpu" and fp8:
+        head = f"{denoiser} fp8 on GPU"
+    elif strategy == "gpu" and not t5_on_cpu:
         head = "everything on GPU"
     elif strategy == "gpu":
-        denoiser = "UNet" if profile.family == "sdxl" else "transformer"
         quantized = profile.quantization and denoiser.lower() in profile.quantize_components
         head = f"{denoiser} {profile.quantization} on GPU" if quantized else f"{denoiser} on GPU"
     else:
@@ -265,7 +295,8 @@ def _label(profile: ModelProfile, strategy: str, *, t5_on_cpu: bool, tiled: bool
             "group_offload": "group offload",
             "sequential_cpu_offload": "sequential offload",
         }[strategy]
-    parts = [head] + (["T5 on CPU"] if t5_on_cpu else []) + (["VAE tiled"] if tiled else [])
+    fp8_note = [f"{denoiser} fp8"] if fp8 and strategy != "gpu" else []
+    parts = [head] + fp8_note + (["T5 on CPU"] if t5_on_cpu else []) + (["VAE tiled"] if tiled else [])
     return ", ".join(parts)
 
 
@@ -277,30 +308,38 @@ def plan_memory(
     height: int,
     headroom_gib: float = 1.0,
     images: int = 1,
+    fp8_storage: bool = False,
 ) -> MemoryPlan:
     """The fastest placement of ``profile`` whose computed peak fits in ``card_gib - headroom_gib``.
 
     Tried in this order, each first with the T5 encoder on the GPU, then on the CPU (it only
     encodes the prompt once, so the CPU costs seconds, where moving the transformer costs every
     run), and each first with a whole VAE decode, then tiled: everything on the GPU; model CPU
-    offload; group offload (block level, CUDA streams); sequential offload. ``MemoryPlanError``
-    when none fits, naming what the smallest placement needs.
+    offload; group offload (block level, CUDA streams); sequential offload. With ``fp8_storage``
+    (``HOFFDESK_FP8_STORAGE`` on a card that has it) and a 16-bit denoiser, each placement is
+    tried in its own precision first and then with the denoiser's weights stored in fp8, before
+    the next, slower placement: a cast per layer costs less than moving weights every step, and
+    the precision is kept whenever it fits. ``MemoryPlanError`` when none fits, naming what the
+    smallest placement needs.
     """
     budget = (card_gib - headroom_gib) * GIB
     has_t5 = any(c.role == "t5" for c in components(profile))
     smallest = float("inf")
     for strategy in STRATEGIES:
-        for t5_on_cpu in (False, True) if has_t5 else (False,):
-            if t5_on_cpu and strategy == "model_cpu_offload":
-                # diffusers refuses model offload beside a group-offloaded module, which is how
-                # the loader keeps a T5 on the CPU; group offload (next) is the placement for it.
-                continue
-            for tiled in (False, True):
-                peak = _peak_bytes(profile, width, height, images, strategy, t5_on_cpu=t5_on_cpu, tiled=tiled)
-                smallest = min(smallest, peak)
-                if peak <= budget:
-                    label = _label(profile, strategy, t5_on_cpu=t5_on_cpu, tiled=tiled)
-                    return MemoryPlan(strategy, t5_on_cpu, tiled, round(peak / GIB, 2), label)
+        for fp8 in (False, True) if fp8_storage and fp8_applies(profile) else (False,):
+            for t5_on_cpu in (False, True) if has_t5 else (False,):
+                if t5_on_cpu and strategy == "model_cpu_offload":
+                    # diffusers refuses model offload beside a group-offloaded module, which is how
+                    # the loader keeps a T5 on the CPU; group offload (next) is the placement for it.
+                    continue
+                for tiled in (False, True):
+                    peak = _peak_bytes(
+                        profile, width, height, images, strategy, t5_on_cpu=t5_on_cpu, tiled=tiled, fp8=fp8
+                    )
+                    smallest = min(smallest, peak)
+                    if peak <= budget:
+                        label = _label(profile, strategy, t5_on_cpu=t5_on_cpu, tiled=tiled, fp8=fp8)
+                        return MemoryPlan(strategy, t5_on_cpu, tiled, round(peak / GIB, 2), label, fp8)
     raise MemoryPlanError(
         f"{profile.label} at {width}x{height} needs at least {smallest / GIB:.2f} GiB of GPU memory "
         f"(sequential offload); this card has {card_gib:g} GiB with {headroom_gib:g} GiB kept free"

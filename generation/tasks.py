@@ -63,6 +63,7 @@ def engine_cache() -> PipelineCache:
                 listener=worker_models,
                 load_delay=settings.HOFFDESK_TEST_LOAD_DELAY,
                 ram_cache_gib=settings.HOFFDESK_RAM_CACHE_GIB,
+                fp8_storage=settings.HOFFDESK_FP8_STORAGE,
             )
         return _cache
 

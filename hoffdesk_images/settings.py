@@ -518,6 +518,9 @@ HOFFDESK_TORCH_THREADS = envint("HOFFDESK_TORCH_THREADS", 0, minimum=0)
 # free), and the GiB always left free for the desktop and other programs.
 HOFFDESK_VRAM_GIB = envfloat("HOFFDESK_VRAM_GIB", 0.0)
 HOFFDESK_VRAM_HEADROOM_GIB = envfloat("HOFFDESK_VRAM_HEADROOM_GIB", 1.0)
+# Let the plan store a 16-bit UNet's or transformer's weights in fp8 (layerwise casting) when that is
+# what makes a faster placement fit (Ampere cards and newer). Off: it changes the pixels slightly.
+HOFFDESK_FP8_STORAGE = envbool("HOFFDESK_FP8_STORAGE", False)
 # The GPU worker loads the default (or the last day's most used) model when it starts.
 HOFFDESK_PRELOAD = envbool("HOFFDESK_PRELOAD", True)
 # The worker takes runs of its loaded model first, but never passes a run over for longer than this (s).

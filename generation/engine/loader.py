@@ -108,18 +108,38 @@ def choose_memory_plan(
     width: int,
     height: int,
     images: int = 1,
+    fp8_storage: bool = False,
 ) -> MemoryPlan:
     """The placement for one run: "CPU" without CUDA, everything on the GPU for a tiny model, else
-    the planner's fastest fit. A card too small for any placement is an ``EngineError`` before any
+    the planner's fastest fit (fp8 storage among the choices when ``fp8_storage`` and the card
+    has it: ``fp8_supported``). A card too small for any placement is an ``EngineError`` before any
     weights are read (it would only run out of memory minutes later)."""
     if device != "cuda" or card is None:
         return cpu_plan()
     if profile.tiny:
         return small_model_plan()
     try:
-        return plan_memory(profile, card_gib=card, headroom_gib=headroom_gib, width=width, height=height, images=images)
+        return plan_memory(
+            profile,
+            card_gib=card,
+            headroom_gib=headroom_gib,
+            width=width,
+            height=height,
+            images=images,
+            fp8_storage=fp8_storage and fp8_supported(),
+        )
     except MemoryPlanError as exc:
         raise EngineError(f"{exc}. Set HOFFDESK_VRAM_GIB or free GPU memory, or choose a smaller size.") from exc
+
+
+def fp8_supported() -> bool:
+    """Whether this card can hold weights in fp8 for layerwise casting: torch has the dtype, and the
+    card is an Ampere or newer (compute capability 8.0+; the owner's RTX 3080 Ti is 8.6). The
+    weights are only stored in fp8; each layer is cast back to bf16/fp16 to compute, so no fp8
+    arithmetic (Ada's or Hopper's) is needed."""
+    return (
+        hasattr(torch, "float8_e4m3fn") and torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
+    )
 
 
 def _denoiser_name(pipe: Any) -> str:
@@ -142,11 +162,15 @@ def apply_memory_plan(pipe: Any, plan: MemoryPlan, *, device: str, vae_tiling: b
     model_cpu_offload: ``enable_model_cpu_offload``. group_offload: block-level group offloading
     of the denoiser (one block per group, CUDA streams so the next block's copy overlaps this
     one's compute), leaf-level for the other modules. sequential_cpu_offload:
-    ``enable_sequential_cpu_offload``. cpu: ``pipe.to("cpu")``, nothing else.
+    ``enable_sequential_cpu_offload``. cpu: ``pipe.to("cpu")``, nothing else. With ``plan.fp8``,
+    the denoiser's weights are stored in fp8 first (``enable_layerwise_casting``).
     Then VAE tiling when the plan or the profile asks (``set_vae_tiling``).
     """
     from diffusers.hooks import apply_group_offloading
 
+    if plan.fp8:  # before placement: the hooks cast each layer up as it runs, wherever it is
+        denoiser = pipe.components[_denoiser_name(pipe)]
+        denoiser.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=denoiser.dtype)
     streams = device == "cuda"
     if plan.strategy in ("cpu", "gpu"):
         t5 = _t5_name(pipe) if plan.t5_on_cpu else None
@@ -301,6 +325,7 @@ class PipelineCache:
         load_delay: float = 0.0,
         one_at_a_time: bool = False,
         ram_cache_gib: float = 0.0,
+        fp8_storage: bool = False,
     ) -> None:
         self.models_dir = models_dir
         self.device = device or pick_device()
@@ -312,6 +337,7 @@ class PipelineCache:
         self.current: str | None = None
         self._lock = threading.RLock()
         self.ram_cache_gib = ram_cache_gib
+        self.fp8_storage = fp8_storage
         quiet_libraries()
         self._pipes: dict[str, _Warm] = {}
         # Evicted big pipelines kept in RAM (the RAM cache), least recently parked first.
@@ -347,12 +373,13 @@ class PipelineCache:
                 width=width or profile.native_width,
                 height=height or profile.native_height,
                 images=images,
+                fp8_storage=self.fp8_storage,
             )
             warm = self._pipes.get(profile.name)
             if warm is not None and warm.fixed:
                 self.current = profile.name
                 return warm.pipe, 0.0
-            if warm is not None and (warm.plan.strategy, warm.plan.t5_on_cpu) == (plan.strategy, plan.t5_on_cpu):
+            if warm is not None and _placement(warm.plan) == _placement(plan):
                 if warm.plan.vae_tiling != plan.vae_tiling:
                     set_vae_tiling(warm.pipe, plan.vae_tiling)
                     warm.plan = plan
@@ -367,10 +394,7 @@ class PipelineCache:
                 self.evict_big()
             started = time.perf_counter()
             parked = self._parked.pop(profile.name, None)
-            if parked is not None and (parked[0].plan.strategy, parked[0].plan.t5_on_cpu) == (
-                plan.strategy,
-                plan.t5_on_cpu,
-            ):
+            if parked is not None and _placement(parked[0].plan) == _placement(plan):
                 self.listener.loading(profile)
                 apply_memory_plan(parked[0].pipe, plan, device=self.device)  # a copy from RAM, not a load
                 self._pipes[profile.name] = _Warm(profile, parked[0].pipe, plan)
@@ -416,7 +440,9 @@ class PipelineCache:
     def _park(self, warm: _Warm) -> None:
         """Keep an evicted pipeline in RAM when the RAM cache takes it (see the module's doc)."""
         budget = int(self.ram_cache_gib * GIB)
-        parkable = warm.plan.strategy in ("cpu", "gpu", "model_cpu_offload") and not warm.plan.t5_on_cpu
+        parkable = (
+            warm.plan.strategy in ("cpu", "gpu", "model_cpu_offload") and not warm.plan.t5_on_cpu and not warm.plan.fp8
+        )
         if budget <= 0 or warm.fixed or not parkable:
             return
         size = pipeline_bytes(warm.pipe)
@@ -428,6 +454,11 @@ class PipelineCache:
             warm.pipe.remove_all_hooks()  # model offload's accelerate hooks; nothing for "gpu"
             warm.pipe.to("cpu")
         self._parked[warm.profile.name] = (warm, size)
+
+
+def _placement(plan: MemoryPlan) -> tuple[str, bool, bool]:
+    """What a loaded pipeline cannot change without loading again (VAE tiling it can)."""
+    return plan.strategy, plan.t5_on_cpu, plan.fp8
 
 
 def pipeline_bytes(pipe: Any) -> int:

@@ -49,6 +49,39 @@ def test_sdxl_base_on_an_8_gib_card_uses_model_offload() -> None:
         assert plan.peak_gib <= 7
 
 
+def test_with_fp8_storage_sdxl_base_on_a_10_gib_card_stays_on_the_gpu_in_fp8() -> None:
+    """HOFFDESK_FP8_STORAGE on a 10 GB card (an RTX 3080): the UNet's 2.57 B weights in one byte
+    each (4.8 -> 2.4 GiB) make "everything on the GPU" fit where fp16 needs model offload; the
+    label says fp8. (On 8 GiB it still cannot: SDXL's float32 VAE decode alone is 2.5-4 GiB.)"""
+    for size in (HERO, {"width": 1024, "height": 1024}):
+        fp16 = plan_memory(get_profile("sdxl-base"), card_gib=10, **size)
+        assert fp16.strategy == "model_cpu_offload", size
+        plan = plan_memory(get_profile("sdxl-base"), card_gib=10, fp8_storage=True, **size)
+        assert (plan.strategy, plan.fp8) == ("gpu", True), size
+        assert plan.label.startswith("UNet fp8 on GPU")
+        assert plan.peak_gib <= 9
+
+
+def test_fp8_storage_is_only_used_when_the_precision_does_not_fit() -> None:
+    """A card big enough in fp16 keeps fp16; nf4 FLUX is smaller than fp8 already and never gets it."""
+    sdxl = plan_memory(get_profile("sdxl-base"), card_gib=24, fp8_storage=True, **HERO)
+    assert (sdxl.strategy, sdxl.fp8, sdxl.label) == ("gpu", False, "everything on GPU")
+    for card in (8, 12, 24):
+        with_fp8 = plan_memory(get_profile("flux-dev-nf4"), card_gib=card, fp8_storage=True, **HERO)
+        assert with_fp8 == plan_memory(get_profile("flux-dev-nf4"), card_gib=card, **HERO)
+        assert not with_fp8.fp8
+
+
+def test_fp8_weights_are_one_byte_each_but_the_kept_layers() -> None:
+    sdxl = get_profile("sdxl-base")
+    unet16 = next(c for c in components(sdxl) if c.role == "denoiser")
+    unet8 = next(c for c in components(sdxl, fp8=True) if c.role == "denoiser")
+    assert unet8.params == unet16.params
+    assert unet16.params <= unet8.weight_bytes <= unet16.params * 1.02 + 1
+    others = [c.weight_bytes for c in components(sdxl, fp8=True) if c.role != "denoiser"]
+    assert others == [c.weight_bytes for c in components(sdxl) if c.role != "denoiser"]
+
+
 def test_sd3_medium_on_a_12_gib_card_keeps_its_fp16_t5_on_the_cpu() -> None:
     """SD3's T5 is not quantized (8.9 GiB in fp16): it cannot sit beside the transformer."""
     plan = plan_memory(get_profile("sd3-medium"), card_gib=12, **HERO)

@@ -55,6 +55,20 @@ def test_group_offload_puts_the_denoiser_and_every_other_module_under_diffusers_
     assert len(images_from(pipe, name)) == 1
 
 
+def test_an_fp8_plan_stores_the_denoisers_weights_in_fp8_and_still_makes_an_image(models_dir) -> None:
+    """Layerwise casting on the tiny UNet: its Linear and conv weights are float8_e4m3fn at rest
+    (norms stay in the compute dtype, as diffusers skips them), each layer computes in float32,
+    and the pipeline still makes its image. The other components keep their dtype."""
+    import torch
+
+    pipe: object = fresh(models_dir, "tiny-sdxl")
+    apply_memory_plan(pipe, MemoryPlan("cpu", False, False, 0.0, "UNet fp8", fp8=True), device="cpu")
+    unet_dtypes = {p.dtype for p in pipe.unet.parameters()}  # type: ignore[attr-defined]
+    assert torch.float8_e4m3fn in unet_dtypes
+    assert {p.dtype for p in pipe.vae.parameters()} == {torch.float32}  # type: ignore[attr-defined]
+    assert len(images_from(pipe, "tiny-sdxl")) == 1
+
+
 def test_model_offload_is_diffusers_enable_model_cpu_offload(models_dir) -> None:
     pipe: object = fresh(models_dir, "tiny-flux")
     apply_memory_plan(pipe, plan("model_cpu_offload"), device="cpu")
