@@ -25,7 +25,7 @@ from generation.memory_plan import (
 from generation.profiles import ARCHITECTURES_DIR, REAL_PROFILES, TINY_PROFILES, get_profile
 from tests.conftest import ROOT
 
-HERO = {"width": 1216, "height": 640}
+HERO: dict[str, Any] = {"width": 1216, "height": 640}
 
 
 def test_flux_nf4_on_a_12_gib_card_fits_under_11_gib_with_t5_on_the_cpu() -> None:

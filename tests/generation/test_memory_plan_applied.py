@@ -7,6 +7,7 @@ its size (``HOFFDESK_VRAM_GIB``'s path) instead of being read."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from diffusers.hooks.group_offloading import _is_group_offload_enabled
@@ -28,7 +29,7 @@ from tests.generation.engine_helpers import tiny_recipe
 
 pytestmark = pytest.mark.usefixtures("fixed_threads")
 
-HERO = {"width": 1216, "height": 640}
+HERO: dict[str, Any] = {"width": 1216, "height": 640}
 
 
 def plan(strategy: str, *, t5_on_cpu: bool = False, vae_tiling: bool = False) -> MemoryPlan:
