@@ -161,6 +161,9 @@ def _secret_key(wait_s: float = 2.0) -> str:
 SECRET_KEY = _secret_key()
 
 INSTALLED_APPS = [
+    # First: its runserver (reused request threads, hoffdesk_images/management/commands/runserver.py)
+    # wraps WhiteNoise's, which wraps Django's.
+    "hoffdesk_images",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -509,6 +512,8 @@ HOFFDESK_STALE_AFTER = envfloat("HOFFDESK_STALE_AFTER", 120.0, minimum=1.0)
 HOFFDESK_USER_QUEUE_LIMIT = envint("HOFFDESK_USER_QUEUE_LIMIT", 10, minimum=0)
 # The AUTOMATIC1111 and OpenAI image APIs wait this long (seconds) for a run, then answer 504; the run goes on.
 HOFFDESK_IMAGE_API_WAIT = envfloat("HOFFDESK_IMAGE_API_WAIT", 300.0, minimum=1.0)
+# ``runserver`` (``make run``) serves connections from a pool of reused threads, at most this many at once.
+HOFFDESK_HTTP_THREADS = envint("HOFFDESK_HTTP_THREADS", 256, minimum=1)
 # The OpenAI API's ``url`` answers link to the PNG without a token for this long (seconds), and only
 # while the token that asked is not revoked and its user active: an hour, like OpenAI's own links.
 HOFFDESK_IMAGE_URL_SECONDS = envint("HOFFDESK_IMAGE_URL_SECONDS", 3600, minimum=1)
