@@ -22,7 +22,10 @@ weights are spread over hooks that ``remove_all_hooks`` does not undo.
 from __future__ import annotations
 
 import gc
+import importlib
 import importlib.util
+import logging
+import shutil
 import threading
 import time
 from collections import OrderedDict
@@ -38,6 +41,11 @@ from generation.memory_plan import components as plan_components
 from generation.profiles import ModelProfile
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# Components bitsandbytes quantized, saved after their first load on a card so later loads read
+# nf4 weights instead of quantizing 12 B parameters again: ``<models>/quantized/<profile>/<component>``.
+QUANTIZED_DIR = "quantized"
+
+logger = logging.getLogger(__name__)
 
 
 class EngineError(Exception):
@@ -240,8 +248,15 @@ def load_pipeline(
     if plan is not None and plan.t5_on_cpu and profile.is_real:
         keep = tuple(part.name for part in plan_components(profile) if part.role == "t5")
     quantization = _quantization_config(profile, keep) if device == "cuda" else None
+    to_save: list[str] = []
     if quantization is not None:
-        kwargs["quantization_config"] = quantization
+        wanted = [name for name in profile.quantize_components if name not in keep]
+        saved = prequantized_components(pipeline_class, source, models_dir / QUANTIZED_DIR / profile.name, wanted)
+        kwargs.update(saved)
+        to_save = [name for name in wanted if name not in saved]
+        quantization = _quantization_config(profile, keep + tuple(saved))
+        if quantization is not None and to_save:
+            kwargs["quantization_config"] = quantization
     try:
         pipe = pipeline_class.from_pretrained(source, **kwargs)
     except (OSError, ValueError) as exc:
@@ -252,6 +267,8 @@ def load_pipeline(
                 f"reachable, or put a diffusers folder at {models_dir / profile.name}. ({exc})"
             ) from exc
         raise
+    if to_save:
+        save_quantized_components(pipe, models_dir / QUANTIZED_DIR / profile.name, to_save)
     if load_delay:
         time.sleep(load_delay)
     # Without a plan, the profile's own memory settings, as before plans existed; with one, the
@@ -265,6 +282,50 @@ def load_pipeline(
     apply_memory_plan(pipe, plan, device=device, vae_tiling=vae_tiling)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def prequantized_components(pipeline_class: Any, source: str, folder: Path, names: list[str]) -> dict[str, Any]:
+    """Each of ``names`` saved already quantized in ``folder`` (``save_quantized_components``),
+    loaded as its class in the pipeline's ``model_index.json`` says: its config carries the
+    quantization, so the weights are read as they are. One that is missing or does not load (a
+    library upgrade, a half-copied folder) is left out with a log line, and quantized again."""
+    found: dict[str, Any] = {}
+    if not any((folder / name / "config.json").exists() for name in names):
+        return found
+    try:
+        index = pipeline_class.load_config(source)
+    except Exception:
+        logger.warning("no model_index.json for %s; quantizing again", source, exc_info=True)
+        return found
+    for name in names:
+        if not (folder / name / "config.json").exists():
+            continue
+        try:
+            library, class_name = index[name]
+            component_class = getattr(importlib.import_module(library), class_name)
+            found[name] = component_class.from_pretrained(folder / name)
+        except Exception:
+            logger.warning("the saved quantized %s in %s did not load; quantizing again", name, folder, exc_info=True)
+    return found
+
+
+def save_quantized_components(pipe: Any, folder: Path, names: list[str]) -> None:
+    """Save each of ``names`` as the pipeline holds it (quantized by bitsandbytes on this load)
+    into ``folder/<name>``, whole or not at all: written beside, then renamed into place. A
+    failure (a full disk) is logged and costs only the next load's quantization."""
+    for name in names:
+        target = folder / name
+        partial = folder / f".{name}.partial"
+        try:
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            pipe.components[name].save_pretrained(partial)
+            shutil.rmtree(target, ignore_errors=True)  # one that did not load (prequantized_components)
+            partial.rename(target)
+            logger.info("saved the quantized %s in %s: later loads read it as it is", name, target)
+        except Exception:
+            shutil.rmtree(partial, ignore_errors=True)
+            logger.warning("could not save the quantized %s in %s", name, folder, exc_info=True)
 
 
 def quiet_libraries() -> None:
