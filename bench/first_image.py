@@ -33,7 +33,7 @@ to first thumbnail (target: below ``--target``, 1.0). The exit status is 0 when 
 ``--timeout``, a run that fails).
 
     .venv/bin/python bench/first_image.py            # the form's defaults, tiny-sd: about 2 minutes
-    .venv/bin/python bench/first_image.py --smoke    # 1 candidate of 128x128, 32 steps: the test suite's
+    .venv/bin/python bench/first_image.py --smoke    # 1 candidate of 128x128, 200 steps: the test suite's
     .venv/bin/python bench/first_image.py --keep     # keep both data folders (their paths are printed)
 """
 
@@ -343,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=None, help="the form's Width and Height (default: the model's)")
     parser.add_argument("--steps", type=int, default=None, help="the form's Steps (default: the model's)")
     parser.add_argument("--preview-every", type=int, default=None, help="HOFFDESK_PREVIEW_EVERY (default: its own)")
-    parser.add_argument("--smoke", action="store_true", help="1 candidate of 128x128, 32 steps, a 5 s pause")
+    parser.add_argument("--smoke", action="store_true", help="1 candidate of 128x128, 200 steps, a 5 s pause")
     parser.add_argument("--keep", action="store_true", help="keep both data folders")
     parser.add_argument("--headed", action="store_true", help="show the browser")
     args = parser.parse_args(argv)
@@ -351,8 +351,9 @@ def main(argv: list[str] | None = None) -> int:
         args.model = os.environ.get("HOFFDESK_DEFAULT_MODEL", "tiny-sd")
     if args.smoke:
         # Enough steps that the run is still running when its card polls (once a second) after
-        # the first preview, even on a quiet machine: the test asks for a preview time.
-        args.count, args.size, args.steps = args.count or 1, args.size or 128, args.steps or 32
+        # the first preview, even on a quiet machine: the test asks for a preview time. (32 steps
+        # took 0.7 s in a CI run, too short for any poll to see a preview.)
+        args.count, args.size, args.steps = args.count or 1, args.size or 128, args.steps or 200
         args.pause = min(args.pause, 5.0)
     form = form_values(args)
     results: list[PassResult] = []
